@@ -1,0 +1,5 @@
+"""`python -m mnistcnn ...` runs the CLI."""
+
+from mnistcnn.cli import app
+
+app()

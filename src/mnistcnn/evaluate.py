@@ -1,0 +1,69 @@
+"""Metrics of a model on a labelled set: loss, accuracy, per-class accuracy, confusion matrix.
+
+Usage: `metrics = evaluate(model, images, labels)` with images already normalised on the model's device.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from mnistcnn.engine import autocast
+
+
+@torch.inference_mode()
+def predict_logits(
+    model, images: torch.Tensor, batch_size: int = 1000, precision: str = "fp32"
+) -> torch.Tensor:
+    """Logits (N, 10) in float32, computed in large batches."""
+    was_training = model.training
+    model.eval()
+    with autocast(images.device, precision):
+        out = [model(images[i : i + batch_size]).float() for i in range(0, len(images), batch_size)]
+    model.train(was_training)
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def evaluate(
+    model, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000, precision: str = "fp32"
+) -> dict:
+    """Loss summed over the set then divided by its size (pytorch/examples' test()), accuracy, per class."""
+    logits = predict_logits(model, images, batch_size, precision)
+    labels = labels.to(logits.device)
+    loss = F.cross_entropy(logits, labels, reduction="sum") / len(labels)
+    pred = logits.argmax(1)
+    confusion = torch.bincount(labels * 10 + pred, minlength=100).reshape(10, 10)
+    per_class_n = confusion.sum(1)
+    per_class = confusion.diagonal() / per_class_n.clamp(min=1)
+    correct = confusion.diagonal().sum()
+    # one host sync for everything
+    loss, correct, per_class, confusion = (t.cpu() for t in (loss, correct, per_class, confusion))
+    return {
+        "accuracy": correct.item() / len(labels),
+        "loss": loss.item(),
+        "per_class": [round(v, 6) for v in per_class.tolist()],
+        "n": len(labels),
+        "confusion": confusion.tolist(),
+    }
+
+
+def evaluate_checkpoint(
+    path, data_dir=None, device: str = "auto", batch_size: int = 1000, log=lambda _: None
+) -> dict:
+    """Test-set metrics of a saved checkpoint, preprocessing images the way it was trained."""
+    from mnistcnn import checkpoint, data
+    from mnistcnn.engine import resolve_device
+
+    if batch_size <= 0:
+        from mnistcnn.errors import MnistcnnError
+
+        raise MnistcnnError(f"--batch-size must be > 0; got {batch_size}")
+    dev = resolve_device(device)
+    ckpt = checkpoint.load(path)
+    model = checkpoint.model_from_checkpoint(ckpt, path).to(dev)
+    root = data.resolve_data_dir(data_dir)
+    data.ensure_mnist(root, log)
+    images, labels = data.load_split(root, train=False)
+    x = data.to_device(images, dev, *checkpoint.normalization(ckpt))
+    return evaluate(model, x, labels.to(dev), batch_size)

@@ -1,0 +1,91 @@
+"""Pictures from a run folder's files; never trains or evaluates.
+
+Usage: `plot_loss(Path("runs/x/metrics.jsonl"), Path("runs/x/loss.png"))`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mnistcnn.errors import MnistcnnError
+from mnistcnn.rundir import newest_run, read_metrics
+
+
+def resolve_metrics(target: str | Path | None, runs: str | Path = "runs") -> Path:
+    """A run folder, a metrics.jsonl, or None for the newest run under `runs/`."""
+    path = newest_run(runs) if target is None else Path(target)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    if not path.is_file():
+        raise MnistcnnError(f"{path} does not exist; pass a run folder (runs/<time>) or its metrics.jsonl")
+    return path
+
+
+def _moving_average(values: list[float], window: int) -> list[float]:
+    out, acc = [], 0.0
+    for i, v in enumerate(values):
+        acc += v
+        if i >= window:
+            acc -= values[i - window]
+        out.append(acc / min(i + 1, window))
+    return out
+
+
+def plot_loss(metrics: Path, out: Path) -> Path:
+    """Batch loss (faint) with its moving average and epoch boundaries; accuracy per epoch below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(metrics)
+    batches = [r for r in records if r.get("type") == "batch"]
+    epochs = [r for r in records if r.get("type") == "epoch"]
+    tests = [r for r in records if r.get("type") == "test"]
+    if not batches:
+        raise MnistcnnError(
+            f"{metrics} holds no batch losses; is it an mnistcnn metrics.jsonl of a started run?"
+        )
+    steps = [r["step"] for r in batches]
+    losses = [r["loss"] for r in batches]
+    window = max(1, min(500, len(losses) // 50))
+
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 7), height_ratios=[3, 2], layout="constrained")
+    ax1.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.6, label="batch loss")
+    ax1.plot(steps, _moving_average(losses, window), color="tab:blue", linewidth=1.8,
+             label=f"moving average ({window} batches)")  # fmt: skip
+    ends = {}
+    for r in batches:
+        ends[r["epoch"]] = r["step"]
+    for epoch, end in sorted(ends.items())[:-1]:
+        ax1.axvline(end, color="gray", linestyle="--", linewidth=0.8)
+        ax1.text(end, 1.0, f" epoch {epoch}", transform=ax1.get_xaxis_transform(), fontsize=8,
+                 va="top", ha="right", color="gray", rotation=90)  # fmt: skip
+    ax1.set_yscale("log")
+    ax1.set_xlabel("training step (batch)")
+    ax1.set_ylabel("cross-entropy loss (log scale)")
+    ax1.set_title(f"Training loss — {metrics.parent.name}")
+    ax1.grid(True, which="both", alpha=0.3)
+    ax1.legend(loc="upper right")
+
+    if epochs:
+        xs = [r["epoch"] for r in epochs]
+        ax2.plot(xs, [100 * r["train_acc"] for r in epochs], "o-", label="train (during the epoch)")
+        if any("val_acc" in r for r in epochs):
+            ax2.plot([r["epoch"] for r in epochs if "val_acc" in r],
+                     [100 * r["val_acc"] for r in epochs if "val_acc" in r], "s-", label="validation")  # fmt: skip
+        for t in tests:
+            ax2.plot([t["epoch"]], [100 * t["test_acc"]], "*", markersize=14, color="tab:red",
+                     label=f"test {100 * t['test_acc']:.2f} %")  # fmt: skip
+        ax2.set_xticks(xs)
+        ax2.legend(loc="lower right")
+    else:
+        ax2.text(0.5, 0.5, "no finished epoch yet", ha="center", va="center", transform=ax2.transAxes)
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("accuracy (%)")
+    ax2.grid(True, alpha=0.3)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

@@ -1,0 +1,89 @@
+"""Training progress on the terminal: a rich progress bar, or plain log lines when stdout is not a terminal."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+def format_epoch(r: dict) -> str:
+    text = f"epoch {r['epoch']}: train loss {r['train_loss']:.4f}, train acc {100 * r['train_acc']:.2f} %"
+    if "val_acc" in r:
+        text += f", val loss {r['val_loss']:.4f}, val acc {100 * r['val_acc']:.2f} %"
+    return text + f", {r['seconds']:.1f} s ({r['images_per_s']:,.0f} img/s)"
+
+
+class PlainReporter:
+    """One line per epoch plus a line every ~10 s: readable in CI logs and files."""
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stdout
+        self.last = 0.0
+
+    def log(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
+        self.epoch, self.epochs, self.steps, self.last = epoch, epochs, steps, time.monotonic()
+
+    def advance(self, steps_done: int, loss: float, images_per_s: float) -> None:
+        if time.monotonic() - self.last > 10 and steps_done < self.steps:
+            self.last = time.monotonic()
+            self.log(f"epoch {self.epoch}/{self.epochs} step {steps_done}/{self.steps} "
+                     f"loss {loss:.4f} {images_per_s:,.0f} img/s")  # fmt: skip
+
+    def end_epoch(self, record: dict) -> None:
+        self.log(format_epoch(record))
+
+
+class RichReporter(PlainReporter):
+    """A progress bar per epoch with loss, images/s and ETA."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        super().__init__()
+        self.console = console or Console()
+        self.progress: Progress | None = None
+
+    def log(self, text: str) -> None:
+        self.console.print(text, highlight=False)
+
+    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
+        self.progress = Progress(
+            TextColumn(f"epoch {epoch}/{epochs}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[speed]} img/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.task = self.progress.add_task("train", total=steps, loss="-", speed="-")
+        self.progress.start()
+
+    def advance(self, steps_done: int, loss: float, images_per_s: float) -> None:
+        self.progress.update(
+            self.task, completed=steps_done, loss=f"{loss:.4f}", speed=f"{images_per_s:,.0f}"
+        )
+
+    def end_epoch(self, record: dict) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+        self.log(format_epoch(record))
+
+
+def reporter_for_stdout():
+    return RichReporter() if sys.stdout.isatty() else PlainReporter()

