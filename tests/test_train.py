@@ -8,7 +8,8 @@ from mnistcnn import data
 from mnistcnn.config import TrainConfig, load_config
 from mnistcnn.model import MyNet
 from mnistcnn.report import PlainReporter
-from mnistcnn.train import Stepper, lr_at, make_optimizer, train
+from mnistcnn.stepper import Stepper, make_optimizer
+from mnistcnn.train import lr_at, train
 
 
 def quiet():
@@ -39,11 +40,13 @@ def run_steps(cfg, mnist_root, loader, steps):
     stepper = Stepper(model, opt, x, labels, torch.device("cpu"), "fp32", cfg.batch_size, graphs=False)
     order = data.epoch_permutation(len(x), cfg.seed, 0)
     if loader == "tensor":
-        batches = (stepper.step(order[i : i + cfg.batch_size]) for i in range(0, len(x), cfg.batch_size))
+        batches = (
+            stepper.steps(order[i : i + cfg.batch_size], [cfg.lr]) for i in range(0, len(x), cfg.batch_size)
+        )
     else:
         batches = (stepper.train_on(xb, yb) for xb, yb in data.torchvision_batches(
             mnist_root, order, cfg.batch_size, *cfg.normalization()))  # fmt: skip
-    return [loss.item() for loss, _ in (next(batches) for _ in range(steps))]
+    return [loss.reshape(-1)[0].item() for loss, _ in (next(batches) for _ in range(steps))]
 
 
 @pytest.mark.parametrize("mean_std", [(0.1307, 0.3081), (None, None)])
@@ -81,3 +84,28 @@ def test_train_limit_and_partial_last_batch(mnist_root, tmp_path):
     train(cfg, mnist_root, tmp_path / "run", quiet())
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert sum('"type":"batch"' in line for line in lines) == 2  # 64 + 36: the last partial batch is trained
+
+
+def test_chunked_steps_equal_single_steps(mnist_root):
+    """K steps in one call (what a CUDA graph replays) train exactly like K separate steps."""
+    images, labels = data.load_split(mnist_root, train=True)
+    x = data.to_device(images, torch.device("cpu"), 0.1307, 0.3081)
+    cfg = TrainConfig(batch_size=8, lr=1e-3)
+    results = []
+    for k in (1, 4):
+        torch.manual_seed(0)
+        model = MyNet()
+        opt = make_optimizer(cfg, model.parameters(), torch.device("cpu"), capturable=False)
+        stepper = Stepper(model, opt, x, labels, torch.device("cpu"), "fp32", 8, graphs=False)
+        order = data.epoch_permutation(len(x), 0, 0)
+        lrs = [1e-3 * (s + 1) for s in range(12)]
+        out = [stepper.steps(order[s * 8 : (s + k) * 8], lrs[s : s + k]) for s in range(0, 12, k)]
+        losses = torch.cat([loss for loss, _ in out])
+        results.append(
+            (losses, sum(int(c) for _, c in out), [p.detach().clone() for p in model.parameters()])
+        )
+    (l1, c1, p1), (l4, c4, p4) = results
+    assert len(l1) == len(l4) == 12 and c1 == c4
+    torch.testing.assert_close(l1, l4, rtol=0, atol=0)
+    for a, b in zip(p1, p4):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -76,7 +76,8 @@ def autocast(device: torch.device, precision: str):
     if precision == "fp32":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    # no weight-cast cache: a captured CUDA graph must recompute the casts from the updated weights
+    return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=False)
 
 
 def use_channels_last(setting: str, device: torch.device) -> bool:

@@ -25,25 +25,27 @@ def predict_logits(
 
 
 @torch.inference_mode()
-def evaluate(
-    model, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000, precision: str = "fp32"
-) -> dict:
-    """Loss summed over the set then divided by its size (pytorch/examples' test()), accuracy, per class."""
+def evaluate(model, images, labels, batch_size: int = 1000, precision: str = "fp32", world=None) -> dict:
+    """Loss summed over the set then divided by its size (pytorch/examples' test()), accuracy, per class.
+
+    Under torchrun (`world`), each rank evaluates its shard and the sums are all-reduced.
+    """
+    if world is not None and world.distributed:
+        images, labels = world.shard(images), world.shard(labels)
     logits = predict_logits(model, images, batch_size, precision)
     labels = labels.to(logits.device)
-    loss = F.cross_entropy(logits, labels, reduction="sum") / len(labels)
-    pred = logits.argmax(1)
-    confusion = torch.bincount(labels * 10 + pred, minlength=100).reshape(10, 10)
-    per_class_n = confusion.sum(1)
-    per_class = confusion.diagonal() / per_class_n.clamp(min=1)
-    correct = confusion.diagonal().sum()
-    # one host sync for everything
-    loss, correct, per_class, confusion = (t.cpu() for t in (loss, correct, per_class, confusion))
+    loss_sum = F.cross_entropy(logits, labels, reduction="sum")
+    confusion = torch.bincount(labels * 10 + logits.argmax(1), minlength=100).reshape(10, 10)
+    if world is not None:
+        world.all_reduce_(loss_sum, confusion)
+    loss_sum, confusion = loss_sum.cpu(), confusion.cpu()  # one host sync for everything
+    n = int(confusion.sum())
+    per_class = confusion.diagonal() / confusion.sum(1).clamp(min=1)
     return {
-        "accuracy": correct.item() / len(labels),
-        "loss": loss.item(),
+        "accuracy": int(confusion.diagonal().sum()) / n,
+        "loss": loss_sum.item() / n,
         "per_class": [round(v, 6) for v in per_class.tolist()],
-        "n": len(labels),
+        "n": n,
         "confusion": confusion.tolist(),
     }
 

@@ -14,14 +14,16 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
-import torch.nn.functional as F
 
-from mnistcnn import checkpoint, data
+from mnistcnn import checkpoint, data, distributed
 from mnistcnn.config import TrainConfig
-from mnistcnn.engine import autocast, resolve_device, resolve_precision, use_channels_last
+from mnistcnn.distributed import World
+from mnistcnn.engine import resolve_device, resolve_precision, use_channels_last
+from mnistcnn.errors import MnistcnnError
 from mnistcnn.evaluate import evaluate
 from mnistcnn.model import MyNet
 from mnistcnn.rundir import RunDir, environment
+from mnistcnn.stepper import Stepper, make_optimizer, set_lr
 
 
 class Reporter(Protocol):
@@ -46,26 +48,6 @@ def lr_at(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -
     return final + (cfg.lr - final) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def make_optimizer(cfg: TrainConfig, params, device: torch.device, capturable: bool) -> torch.optim.Optimizer:
-    cuda = device.type == "cuda"
-    # A tensor LR lets a captured CUDA graph see each step's new value without re-capture.
-    lr = torch.tensor(cfg.lr, device=device) if capturable else cfg.lr
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=cuda or None
-        )
-    kwargs = {"fused": True, "capturable": capturable} if cuda else {"foreach": True}
-    return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay, **kwargs)
-
-
-def set_lr(optimizer: torch.optim.Optimizer, value: float) -> None:
-    for group in optimizer.param_groups:
-        if isinstance(group["lr"], torch.Tensor):
-            group["lr"].fill_(value)  # in place: the captured graph reads this memory
-        else:
-            group["lr"] = value
-
-
 def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -75,71 +57,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
-
-
-class Stepper:
-    """One optimizer step on a batch given by indices into the resident data; optionally a replayed CUDA graph.
-
-    `step(idx)` returns (loss, correct) as device tensors; nothing here reads them on the host.
-    """
-
-    def __init__(self, model, optimizer, x, y, device, precision: str, batch_size: int, graphs: bool) -> None:
-        self.model, self.optimizer, self.x, self.y = model, optimizer, x, y
-        self.device, self.precision = device, precision
-        self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-        self.graph = None
-        if graphs and self.scaler is None:
-            self._capture(batch_size)
-
-    def train_on(self, xb: torch.Tensor, yb: torch.Tensor):
-        """An eager step on an explicit batch (the torchvision loader's path, and the last partial batch)."""
-        with autocast(self.device, self.precision):
-            logits = self.model(xb)
-            loss = F.cross_entropy(logits, yb)
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            loss.backward()
-            self.optimizer.step()
-        return loss.detach().float(), (logits.argmax(1) == yb).sum()
-
-    def _capture(self, batch_size: int) -> None:
-        # Warm-up steps initialise cuDNN and the optimizer state; they must not change the run, so the
-        # weights and optimizer state are restored before the graph is captured.
-        model_state = {k: v.clone() for k, v in self.model.state_dict().items()}
-        self.static_idx = torch.zeros(batch_size, dtype=torch.long, device=self.device)
-        self.static_x = self.x[self.static_idx]
-        self.static_y = self.y[self.static_idx]
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                self.train_on(self.static_x, self.static_y)
-        torch.cuda.current_stream(self.device).wait_stream(side)
-        with torch.no_grad():
-            for k, v in self.model.state_dict().items():
-                v.copy_(model_state[k])
-        for state in self.optimizer.state.values():
-            for v in state.values():
-                if isinstance(v, torch.Tensor):
-                    v.zero_()
-        self.graph = torch.cuda.CUDAGraph()
-        self.optimizer.zero_grad(set_to_none=True)
-        with torch.cuda.graph(self.graph):
-            torch.index_select(self.x, 0, self.static_idx, out=self.static_x)
-            torch.index_select(self.y, 0, self.static_idx, out=self.static_y)
-            self.static_out = self.train_on(self.static_x, self.static_y)
-
-    def step(self, idx: torch.Tensor):
-        if self.graph is not None and len(idx) == len(self.static_idx):
-            self.static_idx.copy_(idx)
-            self.graph.replay()
-            return self.static_out
-        # eager: no graph, or the epoch's last, smaller batch (trained on, never dropped)
-        return self.train_on(self.x[idx], self.y[idx])
 
 
 @dataclass
@@ -157,13 +74,35 @@ class Resident:
         return cls(x, split[1].to(device))
 
 
+class _Silent:
+    """The reporter of ranks other than 0: they train, rank 0 talks."""
+
+    def log(self, text: str) -> None: ...
+    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None: ...
+    def advance(self, steps_done: int, loss: float, images_per_s: float) -> None: ...
+    def end_epoch(self, record: dict) -> None: ...
+
+
 def train(cfg: TrainConfig, data_dir, run_dir: Path, reporter: Reporter) -> dict:
-    """Train MyNet per `cfg`, writing the run folder; return the final metrics."""
-    device = resolve_device(cfg.device)
+    """Train MyNet per `cfg`, writing the run folder (rank 0 only under torchrun); return the final metrics."""
+    world, device_name = distributed.setup(cfg.device)
+    try:
+        return _train(cfg, data_dir, run_dir, reporter if world.is_main else _Silent(), world, device_name)
+    finally:
+        distributed.teardown(world)
+
+
+def _train(cfg: TrainConfig, data_dir, run_dir: Path, reporter: Reporter, world, device_name: str) -> dict:
+    device = resolve_device(device_name)
     precision = resolve_precision(cfg.precision, device)
     seed_everything(cfg.seed, cfg.deterministic)
     root = data.resolve_data_dir(data_dir)
-    source = data.ensure_mnist(root, reporter.log)
+    if world.is_main:  # one download; the other ranks wait, then verify what rank 0 fetched
+        source = data.ensure_mnist(root, reporter.log)
+        run = RunDir.create(run_dir)
+    world.barrier()
+    if not world.is_main:
+        source, run = data.ensure_mnist(root), None
     train_split, val_split = data.split_train(
         *data.load_split(root, train=True), cfg.val_split, cfg.train_limit
     )
@@ -178,99 +117,116 @@ def train(cfg: TrainConfig, data_dir, run_dir: Path, reporter: Reporter) -> dict
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     graphs = cfg.cuda_graphs and device.type == "cuda" and cfg.loader == "tensor" and not cfg.deterministic
-    optimizer = make_optimizer(cfg, model.parameters(), device, capturable=graphs)
-    forward = torch.compile(model) if cfg.compile else model
+    if world.distributed and cfg.loader != "tensor":
+        raise MnistcnnError("--loader torchvision runs in a single process; drop it under torchrun")
+    forward = distributed.wrap(torch.compile(model) if cfg.compile else model, world, device)
 
-    run = RunDir.create(run_dir)
-    run.write_json("config.json", cfg.to_dict())
-    run.write_json("env.json", environment(device, precision, source))
-    reporter.log(f"training on {device} ({precision}), {len(train_data.x)} images, run folder {run.path}")
+    if run is not None:
+        run.write_json("config.json", cfg.to_dict())
+        run.write_json("env.json", {**environment(device, precision, source), "world_size": world.size})
+        reporter.log(f"training on {device} ({precision}, world size {world.size}), {len(train_data.x)} images, "
+                     f"run folder {run.path}")  # fmt: skip
 
     n = len(train_data.x)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
-    try:
-        stepper = Stepper(
-            forward, optimizer, train_data.x, train_data.y, device, precision, cfg.batch_size, graphs
+    local_batch = len(world.shard(torch.arange(cfg.batch_size)))
+    scale = world.size / cfg.batch_size if world.distributed else None
+
+    def make_stepper(graphs: bool) -> Stepper:
+        optimizer = make_optimizer(cfg, model.parameters(), device, capturable=graphs)
+        return Stepper(
+            forward, optimizer, train_data.x, train_data.y, device, precision, local_batch, graphs, scale
         )
+
+    try:
+        stepper = make_stepper(graphs)
     except RuntimeError as e:  # capture is picky about drivers and ops; the eager step computes the same
         reporter.log(f"CUDA graph capture failed ({str(e).splitlines()[0][:80]}); continuing without graphs")
-        optimizer = make_optimizer(cfg, model.parameters(), device, capturable=False)
-        stepper = Stepper(
-            forward, optimizer, train_data.x, train_data.y, device, precision, cfg.batch_size, False
-        )
+        stepper = make_stepper(False)
+    optimizer = stepper.optimizer
+    lrs = [lr_at(cfg, s, total_steps, steps_per_epoch) for s in range(total_steps)]
+    lr_table = torch.tensor(lrs, device=device) if stepper.graphs else None
     history: list[dict] = []
     best_acc, step = -1.0, 0
-    log_every = cfg.log_every
     for epoch in range(cfg.epochs):
         order = data.epoch_permutation(n, cfg.seed, epoch, cfg.shuffle)
         reporter.start_epoch(epoch + 1, cfg.epochs, steps_per_epoch)
         losses = torch.zeros(steps_per_epoch, device=device)
         correct = torch.zeros((), dtype=torch.long, device=device)
         if cfg.loader == "tensor":
-            perm = order.to(device)
-            batches = (perm[i : i + cfg.batch_size] for i in range(0, n, cfg.batch_size))
+            chunks = _resident_epoch(stepper, order.to(device), cfg.batch_size, step, lrs, lr_table, world)
         else:
-            loader = data.torchvision_batches(root, order, cfg.batch_size, mean, std)
-            batches = iter(loader)
+            chunks = _torchvision_epoch(stepper, root, order, cfg, lrs[step:], channels_last)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # epoch time = GPU time: nothing queued from before counts
         t0 = last_sync = time.perf_counter()
-        logged = 0
-        for i, batch in enumerate(batches):
-            set_lr(optimizer, lr_at(cfg, step, total_steps, steps_per_epoch))
-            if cfg.loader == "tensor":
-                loss, ok = stepper.step(batch)
-            else:  # the lecture's DataLoader hands over CPU tensors
-                xb, yb = (t.to(device, non_blocking=True) for t in batch)
-                if channels_last:
-                    xb = xb.contiguous(memory_format=torch.channels_last)
-                loss, ok = stepper.train_on(xb, yb)
-            losses[i] = loss
+        i = logged = 0
+        for loss_k, ok in chunks:
+            losses[i : i + len(loss_k)] = loss_k
             correct += ok
-            step += 1
-            now = time.perf_counter()
-            due = (i + 1 - logged >= log_every) if log_every else (now - last_sync > 0.5)
-            if due or i + 1 == steps_per_epoch:
-                values = losses[logged : i + 1].tolist()  # the one host sync, at log time
-                run.append(*({"type": "batch", "epoch": epoch + 1, "step": step - len(values) + j + 1, "loss": v}
-                             for j, v in enumerate(values)))  # fmt: skip
-                logged, last_sync = i + 1, time.perf_counter()
-                seen = min(n, (i + 1) * cfg.batch_size)
-                reporter.advance(i + 1, sum(values) / len(values), seen / (last_sync - t0))
+            i += len(loss_k)
+            step += len(loss_k)
+            due = (i - logged >= cfg.log_every) if cfg.log_every else (time.perf_counter() - last_sync > 0.5)
+            if due or i == steps_per_epoch:
+                values = losses[logged:i].tolist()  # the one host sync, at log time
+                if not world.distributed:  # data-parallel batch losses are complete only after the reduce
+                    _append_batches(run, epoch, step - len(values) + 1, values)
+                logged, last_sync = i, time.perf_counter()
+                reporter.advance(i, sum(values) / len(values), min(n, i * cfg.batch_size) / (last_sync - t0))
+        world.all_reduce_(losses, average=True)
+        world.all_reduce_(correct)
         seconds = time.perf_counter() - t0
         per_batch = losses.tolist()
+        if world.distributed and run is not None:
+            _append_batches(run, epoch, step - steps_per_epoch + 1, per_batch)
         sizes = [min(cfg.batch_size, n - k * cfg.batch_size) for k in range(steps_per_epoch)]
         record = {
             "type": "epoch",
             "epoch": epoch + 1,
             "train_loss": sum(v * s for v, s in zip(per_batch, sizes)) / n,
             "train_acc": correct.item() / n,
-            "lr": lr_at(cfg, step - 1, total_steps, steps_per_epoch),
+            "lr": lrs[step - 1],
             "seconds": seconds,
             "images_per_s": n / seconds,
         }
         if val_data is not None:
-            val = evaluate(forward, val_data.x, val_data.y, cfg.eval_batch_size, precision)
+            val = evaluate(model, val_data.x, val_data.y, cfg.eval_batch_size, precision, world)
             record.update(val_loss=val["loss"], val_acc=val["accuracy"])
         history.append(record)
-        run.append(record)
         reporter.end_epoch(record)
-        state = _checkpoint_state(model, optimizer, cfg, epoch + 1, step, history)
-        checkpoint.save(run.path / "last.pt", state)
-        score = record.get("val_acc", epoch)  # without a validation split the newest epoch counts as best
-        if score > best_acc:
-            best_acc = score
-            checkpoint.save(run.path / "best.pt", state)
+        if run is not None:
+            run.append(record)
+            state = _checkpoint_state(model, optimizer, cfg, epoch + 1, step, history)
+            checkpoint.save(run.path / "last.pt", state)
+            score = record.get("val_acc", epoch)  # without a validation split the newest epoch counts as best
+            if score > best_acc:
+                best_acc = score
+                checkpoint.save(run.path / "best.pt", state)
 
-    test = evaluate(forward, test_data.x, test_data.y, cfg.eval_batch_size, precision)
+    test = evaluate(model, test_data.x, test_data.y, cfg.eval_batch_size, precision, world)
     final = {"type": "test", "epoch": cfg.epochs, "test_loss": test["loss"], "test_acc": test["accuracy"],
-             "per_class": test["per_class"], "n": test["n"]}  # fmt: skip
-    run.append(final)
+             "per_class": test["per_class"], "n": test["n"],
+             "train_seconds": sum(r["seconds"] for r in history)}  # fmt: skip
     history.append(final)
+    result = {**final, "run_dir": str(run_dir), "device": str(device), "precision": precision}
+    if run is None:
+        return result
+    run.append(final)
     checkpoint.save(run.path / "last.pt", _checkpoint_state(model, optimizer, cfg, cfg.epochs, step, history))
     from mnistcnn.plots import plot_loss
 
     plot_loss(run.metrics_path, run.path / "loss.png")
-    return {**final, "run_dir": str(run.path), "device": str(device), "precision": precision}
+    return result
+
+
+def _append_batches(run: RunDir, epoch: int, first_step: int, values: list[float]) -> None:
+    run.append(
+        *(
+            {"type": "batch", "epoch": epoch + 1, "step": first_step + j, "loss": v}
+            for j, v in enumerate(values)
+        )
+    )
 
 
 def _checkpoint_state(model, optimizer, cfg: TrainConfig, epoch: int, step: int, history: list[dict]) -> dict:
@@ -288,3 +244,39 @@ def _checkpoint_state(model, optimizer, cfg: TrainConfig, epoch: int, step: int,
         "metrics": history,
         "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])},
     }
+
+
+def _resident_epoch(stepper: Stepper, perm, bs: int, step: int, lrs: list[float], lr_table, world: World):
+    """Yield (losses, correct) per chunk of steps over one epoch of the resident data.
+
+    `bs` is the global batch; under torchrun each rank takes its shard of every global batch.
+    """
+    n = len(perm)
+    full, i = n // bs, 0
+    while i < full:
+        k = stepper.chunk if i + stepper.chunk <= full else 1
+        block = perm[i * bs : (i + k) * bs]
+        if world.distributed:
+            block = block.view(k, bs).tensor_split(world.size, dim=1)[world.rank].reshape(-1)
+        s = step + i
+        yield stepper.steps(block, lrs[s : s + k], lr_table[s : s + k] if lr_table is not None else None)
+        i += k
+    if n % bs:  # the last, smaller batch is trained on, never dropped
+        last = world.shard(perm[full * bs :])
+        set_lr(stepper.optimizer, lrs[step + full])
+        scale = world.size / (n - full * bs) if world.distributed else None
+        loss, ok = stepper.train_on(stepper.x[last], stepper.y[last], scale)
+        yield loss[None], ok
+
+
+def _torchvision_epoch(
+    stepper: Stepper, root, order, cfg: TrainConfig, lrs: list[float], channels_last: bool
+):
+    """The lecture's DataLoader path: batches arrive as CPU tensors, one step each."""
+    for j, (xb, yb) in enumerate(data.torchvision_batches(root, order, cfg.batch_size, *cfg.normalization())):
+        xb, yb = xb.to(stepper.device, non_blocking=True), yb.to(stepper.device, non_blocking=True)
+        if channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        set_lr(stepper.optimizer, lrs[j])
+        loss, ok = stepper.train_on(xb, yb)
+        yield loss[None], ok

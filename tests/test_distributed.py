@@ -1,0 +1,64 @@
+"""Data-parallel training: 2 CPU processes (gloo) under torchrun match one process with the same global batch."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mnistcnn import checkpoint, data
+from mnistcnn.cli import app
+from mnistcnn.distributed import World
+
+ARGS = ["--epochs", "1", "--batch-size", "51", "--train-limit", "1030", "--lr", "2e-3", "--device", "cpu",
+        "--precision", "fp32", "--seed", "3"]  # fmt: skip
+
+
+def test_shards_cover_each_global_batch_once():
+    batch = torch.arange(51)
+    parts = [World(r, r, 2).shard(batch) for r in range(2)]
+    assert [len(p) for p in parts] == [26, 25] and torch.equal(torch.cat(parts), batch)
+    assert torch.equal(World.single().shard(batch), batch)
+
+
+def train_cli(args, run_dir, mnist_root, nproc=None):
+    env = {**os.environ, data.ENV_SUMS: str(mnist_root / "SHA256SUMS"), "OMP_NUM_THREADS": "1"}
+    launcher = [sys.executable, "-m", "mnistcnn"]
+    if nproc:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+                    "-m", "mnistcnn"]  # fmt: skip
+    cmd = [*launcher, "train", *args, "--data-dir", str(mnist_root), "--run-dir", str(run_dir)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def test_two_gloo_processes_match_one(mnist_root, tmp_path):
+    train_cli(ARGS, tmp_path / "single", mnist_root)
+    proc = train_cli(ARGS, tmp_path / "ddp", mnist_root, nproc=2)
+    assert "world size 2" in proc.stdout
+    single = checkpoint.load(tmp_path / "single" / "last.pt")["model"]
+    ddp = checkpoint.load(tmp_path / "ddp" / "last.pt")["model"]
+    assert list(ddp) == list(single)  # plain keys, no "module." prefix
+    for key in single:
+        torch.testing.assert_close(ddp[key], single[key], rtol=0, atol=1e-5)
+
+    # rank 0 alone writes: one run folder, one line per step
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp", "single"]
+    records = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records if r["type"] == "batch"]
+    assert steps == list(range(1, 22))  # ceil(1030 / 51) = 21 steps, the last one of 10 images
+    single_losses = [json.loads(line) for line in (tmp_path / "single" / "metrics.jsonl").read_text().splitlines()]
+    ours = [r["loss"] for r in records if r["type"] == "batch"]
+    theirs = [r["loss"] for r in single_losses if r["type"] == "batch"]
+    assert ours == pytest.approx(theirs, rel=1e-4, abs=1e-5)
+    test = [r for r in records if r["type"] == "test"][0]
+    assert test["n"] == 1000
+
+    result = CliRunner().invoke(app, ["eval", str(tmp_path / "ddp" / "last.pt"), "--data-dir", str(mnist_root),
+                                      "--json", "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["accuracy"] == pytest.approx(test["test_acc"])
