@@ -6,6 +6,7 @@ import torch
 
 from mnistcnn import data
 from mnistcnn.config import TrainConfig, load_config
+from mnistcnn.distributed import World
 from mnistcnn.model import MyNet
 from mnistcnn.report import PlainReporter
 from mnistcnn.stepper import Stepper, make_optimizer
@@ -28,7 +29,7 @@ def epoch_losses(mnist_root, graphs: bool, batch_size: int, train_limit: int):
     lrs = [lr_at(cfg, s, steps, steps) for s in range(steps)]
     table = torch.tensor(lrs, device=cuda) if graphs else None
     perm = data.epoch_permutation(train_limit, 0, 0).to(cuda)
-    out = list(_resident_epoch(stepper, perm, batch_size, 0, lrs, table))
+    out = list(_resident_epoch(stepper, perm, batch_size, 0, lrs, table, World.single()))
     losses = torch.cat([loss.clone() for loss, _ in out]).cpu()
     correct = sum(int(c) for _, c in out)
     return losses, correct, [p.detach().cpu() for p in model.parameters()]

@@ -51,7 +51,9 @@ def test_two_gloo_processes_match_one(mnist_root, tmp_path):
     records = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in records if r["type"] == "batch"]
     assert steps == list(range(1, 22))  # ceil(1030 / 51) = 21 steps, the last one of 10 images
-    single_losses = [json.loads(line) for line in (tmp_path / "single" / "metrics.jsonl").read_text().splitlines()]
+    single_losses = [
+        json.loads(line) for line in (tmp_path / "single" / "metrics.jsonl").read_text().splitlines()
+    ]
     ours = [r["loss"] for r in records if r["type"] == "batch"]
     theirs = [r["loss"] for r in single_losses if r["type"] == "batch"]
     assert ours == pytest.approx(theirs, rel=1e-4, abs=1e-5)

@@ -51,12 +51,14 @@ def lr_at(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -
 def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
+    # fixed shapes: let cuDNN time its algorithms once and keep the fastest (not bit-reproducible, so off
+    # under --deterministic)
+    torch.backends.cudnn.benchmark = not deterministic
     if deterministic:
         import os
 
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
 
 
 @dataclass
