@@ -29,9 +29,13 @@ def epoch_losses(mnist_root, graphs: bool, batch_size: int, train_limit: int):
     lrs = [lr_at(cfg, s, steps, steps) for s in range(steps)]
     table = torch.tensor(lrs, device=cuda) if graphs else None
     perm = data.epoch_permutation(train_limit, 0, 0).to(cuda)
-    out = list(_resident_epoch(stepper, perm, batch_size, 0, lrs, table, World.single()))
-    losses = torch.cat([loss.clone() for loss, _ in out]).cpu()
-    correct = sum(int(c) for _, c in out)
+    # a replayed graph returns the same static tensors every time: copy each chunk's result before the next
+    out = [
+        (loss.clone(), int(c))
+        for loss, c in _resident_epoch(stepper, perm, batch_size, 0, lrs, table, World.single())
+    ]
+    losses = torch.cat([loss for loss, _ in out]).cpu()
+    correct = sum(c for _, c in out)
     return losses, correct, [p.detach().cpu() for p in model.parameters()]
 
 
@@ -43,8 +47,10 @@ def test_cuda_graph_replay_trains_like_eager(mnist_root, batch_size):
     graph = epoch_losses(mnist_root, True, batch_size, 1005)
     assert len(graph[0]) == len(eager[0]) == -(-1005 // batch_size)
     torch.testing.assert_close(graph[0], eager[0], rtol=1e-4, atol=1e-5)
+    # cuDNN's kernels are not bit-deterministic and Adam rescales tiny gradients to full steps: a few weights
+    # differ by ~lr/10 (seen on an H100: 58 of 18,432 conv2 weights, at most 3.4e-4)
     for a, b in zip(graph[2], eager[2]):
-        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-3)
 
 
 def test_train_on_cuda_end_to_end(mnist_root, tmp_path):
