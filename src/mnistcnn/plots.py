@@ -59,8 +59,8 @@ def plot_loss(metrics: Path, out: Path) -> Path:
         ends[r["epoch"]] = r["step"]
     for epoch, end in sorted(ends.items())[:-1]:
         ax1.axvline(end, color="gray", linestyle="--", linewidth=0.8)
-        ax1.text(end, 1.0, f" epoch {epoch}", transform=ax1.get_xaxis_transform(), fontsize=8,
-                 va="top", ha="right", color="gray", rotation=90)  # fmt: skip
+        ax1.text(end, 0.02, f"epoch {epoch} ", transform=ax1.get_xaxis_transform(), fontsize=8,
+                 va="bottom", ha="right", color="gray", rotation=90)  # fmt: skip
     ax1.set_yscale("log")
     ax1.set_xlabel("training step (batch)")
     ax1.set_ylabel("cross-entropy loss (log scale)")
