@@ -30,7 +30,7 @@ ACTIVATIONS = ("relu", "sigmoid", "tanh")
 @dataclass
 class TrainConfig:
     # --- recipe (changing these changes what is trained) ---
-    epochs: int = 4  # 4 epochs of one-cycle Adam reach >= 99.2 % test accuracy (see README, measured)
+    epochs: int = 5  # 5 epochs of one-cycle Adam reach >= 99.2 % test accuracy (99.24 %, see README)
     batch_size: int = 128  # large enough to keep the CPU/GPU busy, small enough for many updates per epoch
     lr: float = 3e-3  # peak LR of the one-cycle schedule; Adam on MyNet diverges above ~1e-2
     optimizer: str = (
