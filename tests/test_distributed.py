@@ -64,3 +64,47 @@ def test_two_gloo_processes_match_one(mnist_root, tmp_path):
                                       "--json", "--device", "cpu"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["accuracy"] == pytest.approx(test["test_acc"])
+
+
+def test_sigterm_under_torchrun_saves_and_resumes(mnist_root, tmp_path):
+    import signal
+    import time
+
+    args = ["--epochs", "3", "--batch-size", "16", "--train-limit", "2000", "--lr", "2e-3", "--device", "cpu",
+            "--precision", "fp32"]  # fmt: skip
+    train_cli(args, tmp_path / "single", mnist_root)
+    env = {**os.environ, data.ENV_SUMS: str(mnist_root / "SHA256SUMS"), "OMP_NUM_THREADS": "1"}
+    run = tmp_path / "ddp"
+    launcher = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        "-m",
+        "mnistcnn",
+    ]
+    cmd = [*launcher, "train", *args, "--data-dir", str(mnist_root), "--run-dir", str(run)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        metrics = run / "metrics.jsonl"
+        if metrics.is_file() and '"type":"epoch"' in metrics.read_text():
+            proc.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.01)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode != 0, out + err  # stopped early
+    saved = checkpoint.load(run / "last.pt")
+    assert 125 <= saved["step"] < 375
+    resumed = subprocess.run([*launcher, "train", "--resume", str(run), "--data-dir", str(mnist_root)],
+                             capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    single = checkpoint.load(tmp_path / "single" / "last.pt")["model"]
+    ddp = checkpoint.load(run / "last.pt")["model"]
+    for key in single:
+        torch.testing.assert_close(ddp[key], single[key], rtol=0, atol=1e-5)
+    steps = [
+        json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines() if '"batch"' in x
+    ]
+    assert steps == list(range(1, 376))

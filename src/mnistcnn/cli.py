@@ -106,20 +106,39 @@ def train(
     deterministic: Annotated[
         bool | None, typer.Option("--deterministic/--no-deterministic", help="Deterministic algorithms.")
     ] = None,
+    log_every: Annotated[
+        int | None, typer.Option(help="Read losses back every N steps (default: about twice a second).")
+    ] = None,
     data_dir: DataDir = None,
     run_dir: Annotated[Path | None, typer.Option(help="Run folder to create (default runs/<time>).")] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Continue a run: its folder or checkpoint (--epochs may raise the total)."),
+    ] = None,
 ) -> None:
-    """Train MyNet and write a run folder (config, metrics, checkpoints, loss plot)."""
-    overrides = {k: v for k, v in locals().items() if k not in ("config", "data_dir", "run_dir")}
+    """Train MyNet and write a run folder (config, metrics, checkpoints, loss plot). Ctrl-C saves and stops."""
+    overrides = {k: v for k, v in locals().items() if k not in ("config", "data_dir", "run_dir", "resume")}
     from mnistcnn.config import load_config
+    from mnistcnn.errors import Interrupted
     from mnistcnn.report import reporter_for_stdout
     from mnistcnn.rundir import default_run_dir
 
-    cfg = load_config(config, overrides)
+    if resume is not None and (config is not None or run_dir is not None):
+        raise fail("--resume takes the config and run folder from the checkpoint; drop --config/--run-dir")
+    from mnistcnn.train import prepare_resume
     from mnistcnn.train import train as run_training
 
+    if resume is not None:
+        cfg, run_dir, ckpt = prepare_resume(resume, overrides)
+    else:
+        cfg, run_dir, ckpt = load_config(config, overrides), run_dir or default_run_dir(), None
     start = time.perf_counter()
-    result = run_training(cfg, data_dir, run_dir or default_run_dir(), reporter_for_stdout())
+    try:
+        result = run_training(cfg, data_dir, run_dir, reporter_for_stdout(), resume=ckpt)
+    except Interrupted as e:
+        again = f"mnistcnn train --resume {e.run_dir}" + (f" --data-dir {data_dir}" if data_dir else "")
+        typer.echo(f"interrupted: saved {Path(e.run_dir) / 'last.pt'}; continue with: {again}", err=True)
+        raise typer.Exit(128 + e.signum) from None
     typer.echo(
         f"test accuracy {100 * result['test_acc']:.2f} % (loss {result['test_loss']:.4f}) on {result['n']} images; "
         f"{time.perf_counter() - start:.1f} s on {result['device']} ({result['precision']}); "

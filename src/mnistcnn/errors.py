@@ -15,3 +15,11 @@ class DataError(MnistcnnError):
 
 class CheckpointError(MnistcnnError):
     pass
+
+
+class Interrupted(Exception):
+    """Training stopped on SIGINT/SIGTERM after saving last.pt; the CLI exits 128 + signal number."""
+
+    def __init__(self, signum: int, run_dir) -> None:
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum, self.run_dir = signum, run_dir

@@ -53,6 +53,22 @@ class RunDir:
             ) from None
         return cls(path)
 
+    @classmethod
+    def reopen(cls, path: str | os.PathLike, ckpt: dict) -> RunDir:
+        """The folder of a run being resumed, its metrics.jsonl cut back to what `ckpt` holds (lines written
+        after the checkpoint, e.g. before a hard kill, would otherwise appear twice)."""
+        run = cls(Path(path))
+        if run.metrics_path.is_file():
+            keep = [
+                r for r in read_metrics(run.metrics_path)
+                if (r.get("type") == "batch" and r.get("step", 0) <= ckpt["step"])
+                or (r.get("type") == "epoch" and r.get("epoch", 0) <= ckpt["epoch"])
+            ]  # fmt: skip
+            tmp = run.path / ".metrics.jsonl.tmp"
+            tmp.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in keep))
+            os.replace(tmp, run.metrics_path)
+        return run
+
     def write_json(self, name: str, obj: dict) -> None:
         tmp = self.path / f".{name}.tmp"
         tmp.write_text(json.dumps(obj, indent=2) + "\n")

@@ -112,6 +112,8 @@ class Stepper:
         # Warm-up steps initialise cuDNN/cuBLAS and the optimizer state on a side stream, as capture requires.
         # They must not change the run: the weights and optimizer state are restored before capturing.
         saved = {k: v.clone() for k, v in self.model.state_dict().items()}
+        saved_opt = {p: {k: v.clone() for k, v in st.items() if isinstance(v, torch.Tensor)}
+                     for p, st in self.optimizer.state.items()}  # fmt: skip
         warm_idx = torch.arange(self.batch_size, device=self.device)
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
@@ -124,9 +126,9 @@ class Stepper:
         with torch.no_grad():
             for k, v in self.model.state_dict().items():
                 v.copy_(saved[k])
-            for state in self.optimizer.state.values():
-                for v in state.values():
-                    if isinstance(v, torch.Tensor):
-                        v.zero_()  # Adam's moments and step count, SGD's momentum: as before the first step
+            for p, state in self.optimizer.state.items():
+                for k, v in state.items():
+                    if isinstance(v, torch.Tensor):  # as before the warm-up: a resumed run's, or zero (fresh)
+                        v.copy_(saved_opt[p][k]) if k in saved_opt.get(p, {}) else v.zero_()
         for k in sorted({self.chunk, 1}):
             self.graphs[k] = _Graph(self, k)

@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import math
 import random
+import signal
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import torch
 
 from mnistcnn import checkpoint, data, distributed
-from mnistcnn.config import TrainConfig
+from mnistcnn.config import TrainConfig, validate
+from mnistcnn.config import from_dict as config_from_dict
 from mnistcnn.distributed import World
 from mnistcnn.engine import resolve_device, resolve_precision, use_channels_last
-from mnistcnn.errors import MnistcnnError
+from mnistcnn.errors import Interrupted, MnistcnnError
 from mnistcnn.evaluate import evaluate
 from mnistcnn.model import MyNet
 from mnistcnn.rundir import RunDir, environment
@@ -84,23 +87,82 @@ class _Silent:
     def end_epoch(self, record: dict) -> None: ...
 
 
-def train(cfg: TrainConfig, data_dir, run_dir: Path, reporter: Reporter) -> dict:
-    """Train MyNet per `cfg`, writing the run folder (rank 0 only under torchrun); return the final metrics."""
+ENGINE_KEYS = ("epochs", "device", "precision", "loader", "eval_batch_size", "channels_last", "compile",
+               "cuda_graphs", "deterministic", "log_every")  # fmt: skip
+
+
+def prepare_resume(target: Path, overrides: dict) -> tuple[TrainConfig, Path, dict]:
+    """The config, run folder and checkpoint to continue from; flags that would change the recipe are refused."""
+    path = Path(target)
+    path = path / "last.pt" if path.is_dir() else path
+    ckpt = checkpoint.load(path)
+    try:
+        cfg = config_from_dict(ckpt["config"], source=str(path))
+    except MnistcnnError as e:
+        raise MnistcnnError(f"{path} holds a config this mnistcnn cannot use ({e})") from None
+    given = {k: v for k, v in overrides.items() if v is not None}
+    changed = [k for k, v in given.items() if k not in ENGINE_KEYS and getattr(cfg, k) != v]
+    if changed:
+        was = ", ".join(f"--{k.replace('_', '-')} (was {getattr(cfg, k)!r})" for k in changed)
+        raise MnistcnnError(
+            f"--resume continues the saved recipe; {was} cannot change. Start a new run instead"
+        )
+    cfg = validate(config_from_dict({k: v for k, v in given.items() if k in ENGINE_KEYS}, base=cfg))
+    done = ckpt["epoch"] + (1 if ckpt.get("batch") else 0)
+    if cfg.epochs < done or (cfg.epochs == ckpt["epoch"] and not ckpt.get("batch")):
+        raise MnistcnnError(
+            f"{path.parent} has already trained {ckpt['epoch']} of {cfg.epochs} epochs; "
+            f"pass --epochs N with N > {ckpt['epoch']} to train further"
+        )
+    return cfg, path.parent, ckpt
+
+
+class StopFlag:
+    """SIGINT/SIGTERM ask the loop to stop after the current step; a second signal while saving is ignored
+    (the checkpoint is written to a temporary file and moved into place, so even a kill leaves a whole one)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict = {}
+
+    def __enter__(self) -> StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is None:
+            self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def train(cfg: TrainConfig, data_dir, run_dir: Path, reporter: Reporter, resume: dict | None = None) -> dict:
+    """Train MyNet per `cfg`, writing the run folder (rank 0 only under torchrun); return the final metrics.
+
+    `resume`: a checkpoint dict to continue from (its run folder is `run_dir`). Raises Interrupted after saving
+    when SIGINT/SIGTERM arrives.
+    """
     world, device_name = distributed.setup(cfg.device)
     try:
-        return _train(cfg, data_dir, run_dir, reporter if world.is_main else _Silent(), world, device_name)
+        with StopFlag() as stop:
+            quiet = reporter if world.is_main else _Silent()
+            return _train(cfg, data_dir, run_dir, quiet, world, device_name, resume, stop)
     finally:
         distributed.teardown(world)
 
 
-def _train(cfg: TrainConfig, data_dir, run_dir: Path, reporter: Reporter, world, device_name: str) -> dict:
+def _train(cfg, data_dir, run_dir: Path, reporter: Reporter, world, device_name: str, resume, stop) -> dict:
     device = resolve_device(device_name)
     precision = resolve_precision(cfg.precision, device)
     seed_everything(cfg.seed, cfg.deterministic)
     root = data.resolve_data_dir(data_dir)
     if world.is_main:  # one download; the other ranks wait, then verify what rank 0 fetched
         source = data.ensure_mnist(root, reporter.log)
-        run = RunDir.create(run_dir)
+        run = RunDir.create(run_dir) if resume is None else RunDir.reopen(run_dir, resume)
     world.barrier()
     if not world.is_main:
         source, run = data.ensure_mnist(root), None
@@ -115,6 +177,8 @@ def _train(cfg: TrainConfig, data_dir, run_dir: Path, reporter: Reporter, world,
     test_data = Resident.of(test_split, device, mean, std, channels_last)
 
     model = MyNet(cfg.activation).to(device)  # weights drawn on the CPU from the seed: same on every device
+    if resume is not None:
+        model.load_state_dict(resume["model"])
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     graphs = cfg.cuda_graphs and device.type == "cuda" and cfg.loader == "tensor" and not cfg.deterministic
@@ -125,7 +189,8 @@ def _train(cfg: TrainConfig, data_dir, run_dir: Path, reporter: Reporter, world,
     if run is not None:
         run.write_json("config.json", cfg.to_dict())
         run.write_json("env.json", {**environment(device, precision, source), "world_size": world.size})
-        reporter.log(f"training on {device} ({precision}, world size {world.size}), {len(train_data.x)} images, "
+        what = "resuming" if resume else "training"
+        reporter.log(f"{what} on {device} ({precision}, world size {world.size}), {len(train_data.x)} images, "
                      f"run folder {run.path}")  # fmt: skip
 
     n = len(train_data.x)
@@ -136,6 +201,8 @@ def _train(cfg: TrainConfig, data_dir, run_dir: Path, reporter: Reporter, world,
 
     def make_stepper(graphs: bool) -> Stepper:
         optimizer = make_optimizer(cfg, model.parameters(), device, capturable=graphs)
+        if resume is not None:
+            load_optimizer_state(optimizer, resume["optimizer"])
         return Stepper(
             forward, optimizer, train_data.x, train_data.y, device, precision, local_batch, graphs, scale
         )
@@ -148,39 +215,65 @@ def _train(cfg: TrainConfig, data_dir, run_dir: Path, reporter: Reporter, world,
     optimizer = stepper.optimizer
     lrs = [lr_at(cfg, s, total_steps, steps_per_epoch) for s in range(total_steps)]
     lr_table = torch.tensor(lrs, device=device) if stepper.graphs else None
-    history: list[dict] = []
-    best_acc, step = -1.0, 0
-    for epoch in range(cfg.epochs):
+    pos = Position.of(resume)
+    history, best_acc, step = pos.history, pos.best, pos.step
+    for epoch in range(pos.epoch, cfg.epochs):
+        begin = pos.batch if epoch == pos.epoch else 0
         order = data.epoch_permutation(n, cfg.seed, epoch, cfg.shuffle)
         reporter.start_epoch(epoch + 1, cfg.epochs, steps_per_epoch)
         losses = torch.zeros(steps_per_epoch, device=device)
         correct = torch.zeros((), dtype=torch.long, device=device)
+        earlier = 0.0  # seconds spent on this epoch before an interruption
+        if begin:
+            losses[:begin] = torch.tensor(pos.losses, device=device)
+            correct += pos.correct if world.is_main else 0  # summed over ranks at the end of the epoch
+            earlier = pos.seconds
         if cfg.loader == "tensor":
-            chunks = _resident_epoch(stepper, order.to(device), cfg.batch_size, step, lrs, lr_table, world)
+            chunks = _resident_epoch(
+                stepper, order.to(device), cfg.batch_size, step, lrs, lr_table, world, begin
+            )
         else:
-            chunks = _torchvision_epoch(stepper, root, order, cfg, lrs[step:], channels_last)
+            chunks = _torchvision_epoch(stepper, root, order, cfg, lrs[step:], channels_last, begin)
         if device.type == "cuda":
             torch.cuda.synchronize(device)  # epoch time = GPU time: nothing queued from before counts
         t0 = last_sync = time.perf_counter()
-        i = logged = 0
-        for loss_k, ok in chunks:
+        i = logged = begin
+        for calls, (loss_k, ok) in enumerate(chunks, 1):
             losses[i : i + len(loss_k)] = loss_k
             correct += ok
             i += len(loss_k)
             step += len(loss_k)
+            stopping = _should_stop(stop, world, calls)
             due = (i - logged >= cfg.log_every) if cfg.log_every else (time.perf_counter() - last_sync > 0.5)
-            if due or i == steps_per_epoch:
+            if due or stopping or i == steps_per_epoch:
                 values = losses[logged:i].tolist()  # the one host sync, at log time
+                _check_finite(values, step - len(values) + 1, run)
                 if not world.distributed:  # data-parallel batch losses are complete only after the reduce
                     _append_batches(run, epoch, step - len(values) + 1, values)
                 logged, last_sync = i, time.perf_counter()
                 reporter.advance(i, sum(values) / len(values), min(n, i * cfg.batch_size) / (last_sync - t0))
+            if stopping and i < steps_per_epoch:
+                world.all_reduce_(losses, average=True)
+                world.all_reduce_(correct)
+                partial = {
+                    "losses": losses[:i].tolist(),
+                    "correct": int(correct),
+                    "seconds": earlier + last_sync - t0,
+                }
+                if run is not None:
+                    if world.distributed:
+                        _append_batches(run, epoch, step - i + begin + 1, partial["losses"][begin:])
+                    state = _checkpoint_state(
+                        model, optimizer, cfg, epoch, i, step, history, best_acc, partial
+                    )
+                    checkpoint.save(run.path / "last.pt", state)
+                raise Interrupted(stop.signum, run_dir)
         world.all_reduce_(losses, average=True)
         world.all_reduce_(correct)
-        seconds = time.perf_counter() - t0
+        seconds = earlier + time.perf_counter() - t0
         per_batch = losses.tolist()
         if world.distributed and run is not None:
-            _append_batches(run, epoch, step - steps_per_epoch + 1, per_batch)
+            _append_batches(run, epoch, step - steps_per_epoch + begin + 1, per_batch[begin:])
         sizes = [min(cfg.batch_size, n - k * cfg.batch_size) for k in range(steps_per_epoch)]
         record = {
             "type": "epoch",
@@ -196,29 +289,90 @@ def _train(cfg: TrainConfig, data_dir, run_dir: Path, reporter: Reporter, world,
             record.update(val_loss=val["loss"], val_acc=val["accuracy"])
         history.append(record)
         reporter.end_epoch(record)
+        score = record.get("val_acc", epoch)  # without a validation split the newest epoch counts as best
+        improved = score > best_acc
+        best_acc = max(best_acc, score)
         if run is not None:
             run.append(record)
-            state = _checkpoint_state(model, optimizer, cfg, epoch + 1, step, history)
+            state = _checkpoint_state(model, optimizer, cfg, epoch + 1, 0, step, history, best_acc)
             checkpoint.save(run.path / "last.pt", state)
-            score = record.get("val_acc", epoch)  # without a validation split the newest epoch counts as best
-            if score > best_acc:
-                best_acc = score
+            if improved:
                 checkpoint.save(run.path / "best.pt", state)
+        if stop.signum is not None and epoch + 1 < cfg.epochs:  # a signal in the epoch's last chunk
+            raise Interrupted(stop.signum, run_dir)
 
     test = evaluate(model, test_data.x, test_data.y, cfg.eval_batch_size, precision, world)
     final = {"type": "test", "epoch": cfg.epochs, "test_loss": test["loss"], "test_acc": test["accuracy"],
              "per_class": test["per_class"], "n": test["n"],
-             "train_seconds": sum(r["seconds"] for r in history)}  # fmt: skip
+             "train_seconds": sum(r["seconds"] for r in history if r["type"] == "epoch")}  # fmt: skip
     history.append(final)
     result = {**final, "run_dir": str(run_dir), "device": str(device), "precision": precision}
     if run is None:
         return result
     run.append(final)
-    checkpoint.save(run.path / "last.pt", _checkpoint_state(model, optimizer, cfg, cfg.epochs, step, history))
+    state = _checkpoint_state(model, optimizer, cfg, cfg.epochs, 0, step, history, best_acc)
+    checkpoint.save(run.path / "last.pt", state)
     from mnistcnn.plots import plot_loss
 
     plot_loss(run.metrics_path, run.path / "loss.png")
     return result
+
+
+def _should_stop(stop: StopFlag, world: World, calls: int) -> bool:
+    """Single process: the signal flag. Data-parallel: every rank must stop at the same step, so the ranks
+    agree (one tiny all-reduce) every 16 chunks."""
+    if not world.distributed:
+        return stop.signum is not None
+    if calls % 16:
+        return False
+    flag = torch.tensor([stop.signum or 0], dtype=torch.long, device=world_device())
+    world.all_reduce_(flag)
+    if flag.item() and stop.signum is None:
+        stop.signum = signal.SIGTERM
+    return bool(flag.item())
+
+
+def world_device() -> torch.device:
+    if torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _check_finite(values: list[float], first_step: int, run) -> None:
+    bad = next((j for j, v in enumerate(values) if not math.isfinite(v)), None)
+    if bad is not None:
+        where = (
+            f"; last good checkpoint: {run.path / 'last.pt'}"
+            if run and (run.path / "last.pt").exists()
+            else ""
+        )
+        raise MnistcnnError(
+            f"the loss became {values[bad]} at step {first_step + bad}; training stopped{where}. "
+            "Try a lower --lr"
+        )
+
+
+@dataclass
+class Position:
+    """Where a run stands: epochs done, batches done in the current epoch, and what was measured so far."""
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    best: float = -1.0
+    history: list = field(default_factory=list)
+    losses: list = field(default_factory=list)
+    correct: int = 0
+    seconds: float = 0.0
+
+    @classmethod
+    def of(cls, ckpt: dict | None) -> Position:
+        if ckpt is None:
+            return cls()
+        partial = ckpt.get("partial") or {}
+        history = [r for r in ckpt.get("metrics", []) if r.get("type") == "epoch"]
+        return cls(ckpt["epoch"], ckpt.get("batch", 0), ckpt["step"], ckpt.get("best", -1.0), history,
+                   partial.get("losses", []), partial.get("correct", 0), partial.get("seconds", 0.0))  # fmt: skip
 
 
 def _append_batches(run: RunDir, epoch: int, first_step: int, values: list[float]) -> None:
@@ -230,51 +384,74 @@ def _append_batches(run: RunDir, epoch: int, first_step: int, values: list[float
     )
 
 
-def _checkpoint_state(model, optimizer, cfg: TrainConfig, epoch: int, step: int, history: list[dict]) -> dict:
+def _checkpoint_state(model, optimizer, cfg, epoch, batch, step, history, best, partial=None) -> dict:
+    """Everything needed to continue exactly: `epoch` epochs done plus `batch` batches of the next one."""
     opt_state = optimizer.state_dict()
     for group in opt_state["param_groups"]:  # a tensor LR (CUDA graphs) is stored as a plain float
         if isinstance(group.get("lr"), torch.Tensor):
             group["lr"] = group["lr"].item()
+    rng = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
     return {
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": opt_state,
         "scheduler": {"name": cfg.schedule, "step": step},
         "config": cfg.to_dict(),
         "epoch": epoch,
+        "batch": batch,
         "step": step,
-        "metrics": history,
-        "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])},
+        "best": best,
+        "partial": partial or {},
+        "metrics": list(history),
+        "rng": rng,
     }
 
 
-def _resident_epoch(stepper: Stepper, perm, bs: int, step: int, lrs: list[float], lr_table, world: World):
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load a saved optimizer state, keeping a tensor LR a tensor (CUDA graphs read it in place)."""
+    lrs = [g["lr"] for g in optimizer.param_groups]
+    try:
+        optimizer.load_state_dict(state)
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise MnistcnnError(
+            f"the checkpoint's optimizer state does not fit this run ({e}); start a new run"
+        ) from None
+    for group, lr in zip(optimizer.param_groups, lrs):
+        if isinstance(lr, torch.Tensor):
+            lr.fill_(float(group["lr"]))
+            group["lr"] = lr
+
+
+def _resident_epoch(stepper: Stepper, perm, bs: int, step: int, lrs, lr_table, world: World, begin: int = 0):
     """Yield (losses, correct) per chunk of steps over one epoch of the resident data.
 
     `bs` is the global batch; under torchrun each rank takes its shard of every global batch.
     """
     n = len(perm)
-    full, i = n // bs, 0
+    full, i = n // bs, begin
     while i < full:
         k = stepper.chunk if i + stepper.chunk <= full else 1
         block = perm[i * bs : (i + k) * bs]
         if world.distributed:
             block = block.view(k, bs).tensor_split(world.size, dim=1)[world.rank].reshape(-1)
-        s = step + i
+        s = step + i - begin
         yield stepper.steps(block, lrs[s : s + k], lr_table[s : s + k] if lr_table is not None else None)
         i += k
-    if n % bs:  # the last, smaller batch is trained on, never dropped
+    if n % bs and i == full:  # the last, smaller batch is trained on, never dropped
         last = world.shard(perm[full * bs :])
-        set_lr(stepper.optimizer, lrs[step + full])
+        set_lr(stepper.optimizer, lrs[step + full - begin])
         scale = world.size / (n - full * bs) if world.distributed else None
         loss, ok = stepper.train_on(stepper.x[last], stepper.y[last], scale)
         yield loss[None], ok
 
 
 def _torchvision_epoch(
-    stepper: Stepper, root, order, cfg: TrainConfig, lrs: list[float], channels_last: bool
+    stepper: Stepper, root, order, cfg: TrainConfig, lrs, channels_last: bool, begin: int = 0
 ):
     """The lecture's DataLoader path: batches arrive as CPU tensors, one step each."""
-    for j, (xb, yb) in enumerate(data.torchvision_batches(root, order, cfg.batch_size, *cfg.normalization())):
+    rest = order[begin * cfg.batch_size :]
+    for j, (xb, yb) in enumerate(data.torchvision_batches(root, rest, cfg.batch_size, *cfg.normalization())):
         xb, yb = xb.to(stepper.device, non_blocking=True), yb.to(stepper.device, non_blocking=True)
         if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
