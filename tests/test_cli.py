@@ -88,6 +88,9 @@ def test_data_verify_and_download(mnist_root):
         (["train", "--epochs", "0"], "epochs must be > 0"),
         (["train", "--batch-size", "-3"], "batch_size must be > 0"),
         (["train", "--lr", "0"], "lr must be > 0"),
+        (["train", "--train-limit", "0"], "train_limit must be > 0"),
+        (["train", "--val-split", "-1"], "val_split must be >= 0"),
+        (["train", "--precision", "fp8"], "precision must be one of"),
         (["train", "--optimizer", "rmsprop"], "optimizer must be one of"),
         (["train", "--device", "cuda:0"], "no CUDA GPU is visible"),
         (["train", "--device", "tpu"], "unknown device"),
@@ -142,3 +145,24 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_version():
     result = invoke("--version")
     assert result.exit_code == 0 and result.output.startswith("mnistcnn ")
+
+
+def test_read_only_run_folder_is_a_clear_error(mnist_root, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    def denied(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "mkdir", denied)  # what a read-only folder does (root ignores chmod)
+    result = invoke("train", "--data-dir", mnist_root, "--device", "cpu", "--run-dir", tmp_path / "ro" / "run")
+    assert result.exit_code == 2, result.output
+    assert "cannot create run folder" in result.output and "Permission denied" in result.output
+
+
+def test_val_split_too_large_and_plot_without_metrics(mnist_root, tmp_path):
+    result = invoke("train", "--data-dir", mnist_root, "--device", "cpu", "--val-split", 2000,
+                    "--run-dir", tmp_path / "r")  # fmt: skip
+    assert result.exit_code == 2 and "leaves no training images" in result.output
+    (tmp_path / "empty").mkdir()
+    result = invoke("plot-loss", tmp_path / "empty")
+    assert result.exit_code == 2 and "metrics.jsonl does not exist" in result.output

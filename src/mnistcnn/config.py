@@ -49,7 +49,7 @@ class TrainConfig:
     activation: str = "relu"  # the lecture's MyNet uses ReLU; sigmoid/tanh let students compare
     shuffle: bool = True  # reshuffle the training set every epoch, as the lecture's DataLoader does
     val_split: int = 0  # images held out of the end of the training set for validation (0 = none)
-    train_limit: int = 0  # train on the first N training images only (0 = all); for quick runs
+    train_limit: int | None = None  # train on the first N training images only (None = all); quick runs
     seed: int = 0  # seeds the weights and every epoch's shuffle: same seed, same run
     # --- engine (how it is computed; the numbers stay the same up to float rounding) ---
     device: str = "auto"  # auto = cuda, then mps, then cpu
@@ -132,8 +132,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             raise ConfigError(f"{key} must be > 0; got {value}")
     if cfg.val_split < 0:
         raise ConfigError(f"val_split must be >= 0 images; got {cfg.val_split}")
-    if cfg.train_limit < 0:
-        raise ConfigError(f"train_limit must be > 0 images (or 0 for all); got {cfg.train_limit}")
+    if cfg.train_limit is not None and cfg.train_limit <= 0:
+        raise ConfigError(f"train_limit must be > 0 images (leave it out to train on all); got {cfg.train_limit}")
     if not 0 <= cfg.warmup < 1:
         raise ConfigError(f"warmup must be a fraction in [0, 1); got {cfg.warmup}")
     if cfg.step_every <= 0 or not cfg.step_gamma > 0:

@@ -162,14 +162,16 @@ def _train(cfg, data_dir, run_dir: Path, reporter: Reporter, world, device_name:
     root = data.resolve_data_dir(data_dir)
     if world.is_main:  # one download; the other ranks wait, then verify what rank 0 fetched
         source = data.ensure_mnist(root, reporter.log)
-        run = RunDir.create(run_dir) if resume is None else RunDir.reopen(run_dir, resume)
     world.barrier()
     if not world.is_main:
-        source, run = data.ensure_mnist(root), None
+        source = data.ensure_mnist(root)
     train_split, val_split = data.split_train(
         *data.load_split(root, train=True), cfg.val_split, cfg.train_limit
     )
     test_split = data.load_split(root, train=False)
+    run = None
+    if world.is_main:  # after every input check, so a mistake leaves no half-made run folder
+        run = RunDir.create(run_dir) if resume is None else RunDir.reopen(run_dir, resume)
     mean, std = cfg.normalization()
     channels_last = use_channels_last(cfg.channels_last, device)
     train_data = Resident.of(train_split, device, mean, std, channels_last)
