@@ -154,7 +154,9 @@ def test_read_only_run_folder_is_a_clear_error(mnist_root, tmp_path, monkeypatch
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(Path, "mkdir", denied)  # what a read-only folder does (root ignores chmod)
-    result = invoke("train", "--data-dir", mnist_root, "--device", "cpu", "--run-dir", tmp_path / "ro" / "run")
+    result = invoke(
+        "train", "--data-dir", mnist_root, "--device", "cpu", "--run-dir", tmp_path / "ro" / "run"
+    )
     assert result.exit_code == 2, result.output
     assert "cannot create run folder" in result.output and "Permission denied" in result.output
 

@@ -133,7 +133,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.val_split < 0:
         raise ConfigError(f"val_split must be >= 0 images; got {cfg.val_split}")
     if cfg.train_limit is not None and cfg.train_limit <= 0:
-        raise ConfigError(f"train_limit must be > 0 images (leave it out to train on all); got {cfg.train_limit}")
+        raise ConfigError(
+            f"train_limit must be > 0 images (leave it out to train on all); got {cfg.train_limit}"
+        )
     if not 0 <= cfg.warmup < 1:
         raise ConfigError(f"warmup must be a fraction in [0, 1); got {cfg.warmup}")
     if cfg.step_every <= 0 or not cfg.step_gamma > 0:
