@@ -1,0 +1,123 @@
+"""What a checkpoint does, in numbers the views and the CLI show: layer summary, test-set predictions,
+feature maps, export.
+
+Usage: `rows, total, classic = summary()`; `pred = test_predictions(ckpt, data_dir)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mnistcnn import checkpoint, data
+from mnistcnn.errors import MnistcnnError
+from mnistcnn.model import ACTIVATIONS, MyNet, count_parameters
+
+
+def summary(model: MyNet | None = None) -> tuple[list[tuple[str, tuple, int]], int, dict]:
+    """Per layer (name, output shape without batch, parameters), the total, and the lecture's comparison with
+    a fully-connected layer producing the same first-layer activations."""
+    model = model or MyNet()
+    act = ACTIVATIONS[model.activation]
+    x = torch.zeros(1, 1, 28, 28)
+    rows = [("input", tuple(x.shape[1:]), 0)]
+    with torch.no_grad():
+        x = model.conv1(x)
+        rows.append(("conv1 3×3, 1→32, pad 1", tuple(x.shape[1:]), count_parameters(model.conv1)))
+        x = act(F.max_pool2d(x, 2))
+        rows.append((f"{model.activation} + max-pool 2", tuple(x.shape[1:]), 0))
+        x = model.conv2(x)
+        rows.append(("conv2 3×3, 32→64", tuple(x.shape[1:]), count_parameters(model.conv2)))
+        x = act(F.max_pool2d(x, 2))
+        rows.append((f"{model.activation} + max-pool 2", tuple(x.shape[1:]), 0))
+        x = x.flatten(1)
+        rows.append(("flatten", tuple(x.shape[1:]), 0))
+        x = model.fc1(x)
+        rows.append(("fc1 2304→10 (logits)", tuple(x.shape[1:]), count_parameters(model.fc1)))
+    outputs = 32 * 28 * 28
+    classic = {"inputs": 784, "outputs": outputs, "parameters": 784 * outputs + outputs,
+               "conv1_parameters": count_parameters(model.conv1)}  # fmt: skip
+    return rows, count_parameters(model), classic
+
+
+def load_model(path, device: str = "cpu"):
+    from mnistcnn.engine import resolve_device
+
+    ckpt = checkpoint.load(path)
+    return ckpt, checkpoint.model_from_checkpoint(ckpt, path).to(resolve_device(device))
+
+
+def test_set(data_dir, log=lambda _: None):
+    root = data.resolve_data_dir(data_dir)
+    data.ensure_mnist(root, log)
+    return data.load_split(root, train=False)
+
+
+def test_predictions(ckpt, model, data_dir, batch_size: int = 1000, log=lambda _: None) -> dict:
+    """Probabilities of every test image: images (uint8), labels, pred, conf (probability of pred)."""
+    images, labels = test_set(data_dir, log)
+    dev = next(model.parameters()).device
+    x = data.to_device(images, dev, *checkpoint.normalization(ckpt))
+    with torch.inference_mode():
+        probs = torch.cat(
+            [torch.softmax(model(x[i : i + batch_size]), 1) for i in range(0, len(x), batch_size)]
+        )
+    conf, pred = probs.max(1)
+    return {"images": images.numpy(), "labels": labels.numpy(), "pred": pred.cpu().numpy(),
+            "conf": conf.cpu().numpy()}  # fmt: skip
+
+
+def digit_from(index: int | None, image: Path | None, data_dir, log=lambda _: None) -> tuple[np.ndarray, str]:
+    """A 28×28 digit in [0, 1]: test image `index`, or a user's image prepared like MNIST's."""
+    if (index is None) == (image is None):
+        raise MnistcnnError("give either an IMAGE or --index N (a test-set image), not both")
+    if image is not None:
+        from mnistcnn.predict import load_gray, preprocess
+
+        return preprocess(load_gray(image), str(image)), Path(image).name
+    images, labels = test_set(data_dir, log)
+    if not 0 <= index < len(images):
+        raise MnistcnnError(f"--index must be between 0 and {len(images) - 1}; got {index}")
+    return images[index].numpy() / 255.0, f"test #{index} (label {int(labels[index])})"
+
+
+def feature_maps(ckpt, model, digit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean, std = checkpoint.normalization(ckpt)
+    dev = next(model.parameters()).device
+    x = (torch.as_tensor(digit, dtype=torch.float32, device=dev)[None, None] - mean) / std
+    with torch.inference_mode():
+        f1, f2 = model.features(x)
+    return f1[0].cpu().numpy(), f2[0].cpu().numpy()
+
+
+def export(ckpt, model, fmt: str, out: Path) -> Path:
+    """ONNX (dynamic batch) or TorchScript of the model; input: normalised images (B, 1, 28, 28)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().eval()
+    example = torch.zeros(2, 1, 28, 28)
+    if fmt == "torchscript":
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter(
+                "ignore", FutureWarning
+            )  # TorchScript is deprecated but still what C++/mobile load
+            torch.jit.save(torch.jit.trace(model, example), str(out))
+        return out
+    if fmt != "onnx":
+        raise MnistcnnError(f"--format must be onnx or torchscript; got {fmt!r}")
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise MnistcnnError("ONNX export needs the export extra: pip install -e '.[export]'") from None
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript-based exporter warns that a newer one exists
+        torch.onnx.export(model, (example,), str(out), input_names=["images"], output_names=["logits"],
+                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)  # fmt: skip
+    return out

@@ -1,0 +1,189 @@
+"""The lecture's pictures, drawn from a real checkpoint: confusion matrix, failures, filters, feature maps,
+classic kernels, activation functions, and what the network saw of a user's image.
+
+Usage: `confusion_png(matrix, Path("confusion.png"))`. Each function takes numbers and writes one PNG; none
+trains or evaluates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+# The lecture's hand-made 3×3 kernels
+KERNELS = {
+    "identity": np.array([[0, 0, 0], [0, 1, 0], [0, 0, 0]], dtype=np.float32),
+    "blur (box)": np.full((3, 3), 1 / 9, dtype=np.float32),
+    "edge (Laplacian)": np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]], dtype=np.float32),
+    "vertical edge (Sobel)": np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float32),
+}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, out: Path) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    _plt().close(fig)
+    return out
+
+
+def confusion_png(matrix, out: Path, title: str = "Confusion matrix (test set)") -> Path:
+    plt = _plt()
+    m = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(7.5, 6.5), layout="constrained")
+    shown = np.log10(m + 1)  # the diagonal dwarfs the mistakes; log colour keeps both readable
+    im = ax.imshow(shown, cmap="Blues")
+    for i in range(10):
+        for j in range(10):
+            ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if shown[i, j] > shown.max() * 0.6 else "black")  # fmt: skip
+    ax.set_xticks(range(10))
+    ax.set_yticks(range(10))
+    ax.set_xlabel("predicted digit")
+    ax.set_ylabel("true digit")
+    acc = np.trace(m) / m.sum()
+    ax.set_title(f"{title} — accuracy {100 * acc:.2f} % of {m.sum()}")
+    bar = fig.colorbar(im, ax=ax, shrink=0.8)
+    ticks = [t for t in (1, 10, 100, 1000, 10000) if t <= m.max() * 10]
+    bar.set_ticks(np.log10(np.array(ticks) + 1))
+    bar.set_ticklabels([str(t) for t in ticks])
+    bar.set_label("images (log scale)")
+    return _save(fig, out)
+
+
+def failures_png(images, truth, pred, conf, out: Path, n: int = 36) -> Path:
+    """Misclassified digits, most confident mistakes first, titled 'true → predicted (p)'."""
+    plt = _plt()
+    order = np.argsort(-np.asarray(conf))[:n]
+    cols = min(9, max(1, len(order)))
+    rows = max(1, -(-len(order) // cols))
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(1.3 * cols, 1.5 * rows + 0.6), squeeze=False, layout="constrained"
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, k in zip(axes.flat, order):
+        ax.imshow(images[k], cmap="gray_r", vmin=0, vmax=255)
+        ax.set_title(f"{truth[k]} → {pred[k]} ({conf[k]:.2f})", fontsize=8, color="tab:red")
+    fig.suptitle(
+        f"Some failures: {len(order)} of {len(conf)} misclassified test digits, most confident first"
+    )
+    return _save(fig, out)
+
+
+def filters_png(weights, out: Path) -> Path:
+    """conv1's 32 kernels (32, 1, 3, 3) on one shared, symmetric colour scale."""
+    plt = _plt()
+    w = np.asarray(weights)[:, 0]
+    vmax = float(np.abs(w).max())
+    fig, axes = plt.subplots(4, 8, figsize=(9, 5.2), layout="constrained")
+    for k, ax in enumerate(axes.flat):
+        im = ax.imshow(w[k], cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+        ax.set_title(f"#{k}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(im, ax=axes, shrink=0.8, label="weight")
+    fig.suptitle("conv1: the 32 learned 3×3 kernels (red positive, blue negative)")
+    return _save(fig, out)
+
+
+def features_png(image, f1, f2, out: Path, label: str = "") -> Path:
+    """The input and the feature maps after conv1 (32 × 14×14) and conv2 (64 × 6×6), activation and pooling applied."""
+    plt = _plt()
+    fig = plt.figure(figsize=(13, 7.5), layout="constrained")
+    left, mid, right = fig.subfigures(1, 3, width_ratios=[1, 2.2, 2.6])
+    ax = left.subplots()
+    ax.imshow(image, cmap="gray")
+    ax.set_title(f"input {label}".strip())
+    ax.axis("off")
+    for sub, maps, cols, name in ((mid, f1, 6, "conv1 block"), (right, f2, 8, "conv2 block")):
+        rows = -(-len(maps) // cols)
+        axes = sub.subplots(rows, cols)
+        for k, a in enumerate(axes.flat):
+            a.axis("off")
+            if k < len(maps):
+                a.imshow(maps[k], cmap="viridis")
+        h, w = maps.shape[1:]
+        sub.suptitle(f"{name}: {len(maps)} maps of {h}×{w} (after activation and pooling)")
+    fig.suptitle("Feature maps: brighter = stronger response (each map on its own scale)")
+    return _save(fig, out)
+
+
+def kernels_png(image, out: Path) -> Path:
+    """The lecture's identity, blur and edge kernels applied to one digit."""
+    import torch
+    import torch.nn.functional as F
+
+    plt = _plt()
+    x = torch.as_tensor(np.asarray(image, dtype=np.float32))[None, None]
+    fig, axes = plt.subplots(2, len(KERNELS), figsize=(3.2 * len(KERNELS), 6.4), layout="constrained")
+    for col, (name, k) in enumerate(KERNELS.items()):
+        y = F.conv2d(x, torch.as_tensor(k)[None, None], padding=1)[0, 0].numpy()
+        kv = max(abs(k).max(), 1e-6)
+        axes[0, col].imshow(k, cmap="RdBu_r", vmin=-kv, vmax=kv)
+        for (i, j), v in np.ndenumerate(k):
+            axes[0, col].text(j, i, f"{v:.2g}", ha="center", va="center", fontsize=10,
+                              color="white" if abs(v) > 0.6 * kv else "black")  # fmt: skip
+        axes[0, col].set_title(f"kernel: {name}")
+        lim = float(np.abs(y).max()) or 1.0
+        im = axes[1, col].imshow(y, cmap="gray" if y.min() >= 0 else "RdBu_r",
+                                 vmin=0 if y.min() >= 0 else -lim, vmax=lim)  # fmt: skip
+        axes[1, col].set_title("output")
+        fig.colorbar(im, ax=axes[1, col], shrink=0.7)
+        for ax in axes[:, col]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle("Convolution with hand-made 3×3 kernels (as in the lecture)")
+    return _save(fig, out)
+
+
+def activations_png(out: Path) -> Path:
+    """Step, sigmoid at slopes 0.5/1/2, tanh and ReLU."""
+    plt = _plt()
+    z = np.linspace(-6, 6, 601)
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.8), layout="constrained")
+    axes[0].plot(z, (z >= 0).astype(float), color="k")
+    axes[0].set_title("step: 1 if z ≥ 0 else 0")
+    for a in (0.5, 1, 2):
+        axes[1].plot(z, 1 / (1 + np.exp(-a * z)), label=f"slope a = {a}")
+    axes[1].set_title("sigmoid: 1 / (1 + e^(−a·z))")
+    axes[1].legend()
+    axes[2].plot(z, np.tanh(z), color="tab:purple")
+    axes[2].set_title("tanh(z)")
+    axes[3].plot(z, np.maximum(z, 0), color="tab:green")
+    axes[3].set_title("ReLU: max(0, z)")
+    for ax in axes:
+        ax.axhline(0, color="gray", linewidth=0.6)
+        ax.axvline(0, color="gray", linewidth=0.6)
+        ax.set_xlabel("z (weighted input)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("activation")
+    fig.suptitle("Activation functions (train with each: mnistcnn train --activation relu|sigmoid|tanh)")
+    return _save(fig, out)
+
+
+def inputs_png(originals, seen, names, probs, out: Path) -> Path:
+    """Each original image beside the 28×28 the network saw, with its top prediction."""
+    plt = _plt()
+    n = len(seen)
+    fig, axes = plt.subplots(n, 2, figsize=(5.5, 2.7 * n), squeeze=False, layout="constrained")
+    for row in range(n):
+        axes[row, 0].imshow(originals[row], cmap="gray", vmin=0, vmax=1)
+        axes[row, 0].set_title(Path(names[row]).name, fontsize=9)
+        axes[row, 1].imshow(seen[row], cmap="gray", vmin=0, vmax=1)
+        best = int(np.argmax(probs[row]))
+        axes[row, 1].set_title(f"network input 28×28 → {best} ({probs[row][best]:.2f})", fontsize=9)
+        for ax in axes[row]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    return _save(fig, out)
