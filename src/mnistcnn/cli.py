@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -137,8 +138,11 @@ def train(
         result = run_training(cfg, data_dir, run_dir, reporter_for_stdout(), resume=ckpt)
     except Interrupted as e:
         again = f"mnistcnn train --resume {e.run_dir}" + (f" --data-dir {data_dir}" if data_dir else "")
-        typer.echo(f"interrupted: saved {Path(e.run_dir) / 'last.pt'}; continue with: {again}", err=True)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+            typer.echo(f"interrupted: saved {Path(e.run_dir) / 'last.pt'}; continue with: {again}", err=True)
         raise typer.Exit(128 + e.signum) from None
+    if not result["is_main"]:  # under torchrun only rank 0 reports
+        return
     typer.echo(
         f"test accuracy {100 * result['test_acc']:.2f} % (loss {result['test_loss']:.4f}) on {result['n']} images; "
         f"{time.perf_counter() - start:.1f} s on {result['device']} ({result['precision']}); "

@@ -308,7 +308,8 @@ def _train(cfg, data_dir, run_dir: Path, reporter: Reporter, world, device_name:
              "per_class": test["per_class"], "n": test["n"],
              "train_seconds": sum(r["seconds"] for r in history if r["type"] == "epoch")}  # fmt: skip
     history.append(final)
-    result = {**final, "run_dir": str(run_dir), "device": str(device), "precision": precision}
+    result = {**final, "run_dir": str(run_dir), "device": str(device), "precision": precision,
+              "is_main": world.is_main}  # fmt: skip
     if run is None:
         return result
     run.append(final)
