@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -55,7 +56,11 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; pass RUN_DIR/last.pt or RUN_DIR/best.pt")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter(
+                "ignore", UserWarning
+            )  # torch's pickle-protocol notes: our error says it all
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if not zipfile.is_zipfile(path):
             raise CheckpointError(
