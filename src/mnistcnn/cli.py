@@ -24,8 +24,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: rendering it with rich imports ~0.15 s of modules (--help stays instant)
 )
-data_app = typer.Typer(help="Get and check the MNIST files.", no_args_is_help=True)
+data_app = typer.Typer(help="Get and check the MNIST files.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(data_app, name="data")
 
 _state = {"debug": False}
@@ -272,7 +273,9 @@ def failures(
 
 
 show_app = typer.Typer(
-    help="The lecture's pictures: filters, feature maps, kernels, activations.", no_args_is_help=True
+    help="The lecture's pictures: filters, feature maps, kernels, activations.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(show_app, name="show")
 
