@@ -127,7 +127,7 @@ def train(
 
     if resume is not None and (config is not None or run_dir is not None):
         raise fail("--resume takes the config and run folder from the checkpoint; drop --config/--run-dir")
-    from mnistcnn.train import prepare_resume
+    from mnistcnn.resume import prepare_resume
     from mnistcnn.train import train as run_training
 
     if resume is not None:
@@ -199,189 +199,6 @@ def eval_(
     )
 
 
-Checkpoint = Annotated[Path, typer.Argument(help="A checkpoint (RUN/last.pt, RUN/best.pt) or a run folder.")]
-Out = Annotated[Path, typer.Option(help="PNG file to write.")]
-Index = Annotated[int | None, typer.Option(help="Use test-set image N instead of an IMAGE file.")]
-
-
-@app.command()
-@user_errors
-def predict(
-    checkpoint: Checkpoint,
-    images: Annotated[
-        list[Path], typer.Argument(help="Image files (PNG, JPEG, BMP, GIF, WebP, TIFF) or folders.")
-    ],
-    top_k: Annotated[int, typer.Option(help="How many classes to show per image.")] = 3,
-    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of text.")] = False,
-    show_input: Annotated[
-        Path | None, typer.Option(help="Save each image beside what the network saw.")
-    ] = None,
-    device: Device = "cpu",
-) -> None:
-    """Read your own digit images and say which digit each one is."""
-    import numpy as np
-
-    from mnistcnn.explain import load_model
-    from mnistcnn.predict import expand, load_gray, predict_arrays, preprocess
-
-    if not 1 <= top_k <= 10:
-        raise fail(f"--top-k must be between 1 and 10; got {top_k}")
-    ckpt, _ = load_model(checkpoint)
-    paths = expand(images)
-    grays = [load_gray(p) for p in paths]
-    digits = np.stack([preprocess(g, str(p)) for g, p in zip(grays, paths)])
-    probs = predict_arrays(ckpt, digits, device)
-    if show_input is not None:
-        from mnistcnn.views import inputs_png
-
-        inputs_png(grays, digits, [str(p) for p in paths], probs, show_input)
-    if json_out:
-        rows = [{"path": str(p), "prediction": int(q.argmax()), "probabilities": [round(float(v), 6) for v in q]}
-                for p, q in zip(paths, probs)]  # fmt: skip
-        typer.echo(json.dumps(rows))
-        return
-    for p, q in zip(paths, probs):
-        best = np.argsort(-q)[:top_k]
-        typer.echo(f"{p}: " + ", ".join(f"{d} ({q[d]:.1%})" for d in best))
-    if show_input is not None:
-        typer.echo(f"wrote {show_input}")
-
-
-@app.command()
-@user_errors
-def failures(
-    checkpoint: Checkpoint,
-    out: Out = Path("failures.png"),
-    n: Annotated[int, typer.Option("--n", help="How many misclassified digits to show.")] = 36,
-    data_dir: DataDir = None,
-    device: Device = "auto",
-) -> None:
-    """A grid of misclassified test digits, most confident mistakes first ("Some Failures")."""
-    from mnistcnn.explain import load_model, test_predictions
-    from mnistcnn.views import failures_png
-
-    if n <= 0:
-        raise fail(f"--n must be > 0; got {n}")
-    ckpt, model = load_model(checkpoint, device)
-    p = test_predictions(ckpt, model, data_dir, log=typer.echo)
-    wrong = p["pred"] != p["labels"]
-    if not wrong.any():
-        typer.echo("no misclassified test digit: nothing to draw")
-        return
-    failures_png(p["images"][wrong], p["labels"][wrong], p["pred"][wrong], p["conf"][wrong], out, n)
-    typer.echo(f"{int(wrong.sum())} of {len(wrong)} test digits misclassified; wrote {out}")
-
-
-show_app = typer.Typer(
-    help="The lecture's pictures: filters, feature maps, kernels, activations.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-)
-app.add_typer(show_app, name="show")
-
-
-@show_app.command("filters")
-@user_errors
-def show_filters(checkpoint: Checkpoint, out: Out = Path("filters.png")) -> None:
-    """conv1's 32 learned 3×3 kernels on one shared colour scale."""
-    from mnistcnn.explain import load_model
-    from mnistcnn.views import filters_png
-
-    _, model = load_model(checkpoint)
-    typer.echo(f"wrote {filters_png(model.conv1.weight.detach().numpy(), out)}")
-
-
-@show_app.command("features")
-@user_errors
-def show_features(
-    checkpoint: Checkpoint,
-    image: Annotated[Path | None, typer.Argument(help="A digit image (or use --index).")] = None,
-    index: Index = None,
-    out: Out = Path("features.png"),
-    data_dir: DataDir = None,
-) -> None:
-    """The input and its feature maps after conv1 (32) and conv2 (64)."""
-    from mnistcnn.explain import digit_from, feature_maps, load_model
-    from mnistcnn.views import features_png
-
-    ckpt, model = load_model(checkpoint)
-    digit, label = digit_from(index, image, data_dir, typer.echo)
-    typer.echo(f"wrote {features_png(digit, *feature_maps(ckpt, model, digit), out, label)}")
-
-
-@show_app.command("kernels")
-@user_errors
-def show_kernels(
-    image: Annotated[Path | None, typer.Argument(help="A digit image (or use --index).")] = None,
-    index: Index = None,
-    out: Out = Path("kernels.png"),
-    data_dir: DataDir = None,
-) -> None:
-    """The lecture's identity, blur and edge-detection kernels applied to a digit."""
-    from mnistcnn.explain import digit_from
-    from mnistcnn.views import kernels_png
-
-    digit, _ = digit_from(index, image, data_dir, typer.echo)
-    typer.echo(f"wrote {kernels_png(digit, out)}")
-
-
-@show_app.command("activations")
-@user_errors
-def show_activations(out: Out = Path("activations.png")) -> None:
-    """Step, sigmoid (slopes 0.5/1/2), tanh and ReLU on one figure."""
-    from mnistcnn.views import activations_png
-
-    typer.echo(f"wrote {activations_png(out)}")
-
-
-@app.command()
-@user_errors
-def summary(
-    checkpoint: Annotated[Path | None, typer.Argument(help="A checkpoint (default: a fresh MyNet).")] = None,
-) -> None:
-    """Per layer: output shape and parameters; and the lecture's classic-vs-CNN comparison."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from mnistcnn.explain import load_model
-    from mnistcnn.explain import summary as layer_summary
-
-    model = load_model(checkpoint)[1] if checkpoint else None
-    rows, total, classic = layer_summary(model)
-    table = Table(title=f"MyNet ({model.activation if model else 'relu'})")
-    for name, justify in (("layer", "left"), ("output shape", "right"), ("parameters", "right")):
-        table.add_column(name, justify=justify)
-    for name, shape, params in rows:
-        table.add_row(name, " × ".join(map(str, shape)), f"{params:,}" if params else "")
-    table.add_row("total", "", f"{total:,}")
-    console = Console()
-    console.print(table)
-    console.print(
-        f"classic vs CNN: a fully-connected layer giving the same first-layer activations "
-        f"({classic['inputs']} inputs → {classic['outputs']:,} outputs) needs {classic['parameters']:,} parameters; "
-        f"conv1 needs {classic['conv1_parameters']:,} ({classic['parameters'] // classic['conv1_parameters']:,}× fewer), "
-        "because each 3×3 kernel is shared across the whole image."
-    )
-
-
-@app.command()
-@user_errors
-def export(
-    checkpoint: Checkpoint,
-    format: Annotated[str, typer.Option("--format", help="onnx or torchscript.")] = "onnx",
-    out: Annotated[Path, typer.Option(help="File to write.")] = Path("mynet.onnx"),
-) -> None:
-    """Export the model (input: normalised (B, 1, 28, 28) images; see the printed mean/std)."""
-    from mnistcnn.explain import export as do_export
-    from mnistcnn.explain import load_model
-
-    ckpt, model = load_model(checkpoint)
-    mean, std = ckpt["config"].get("mean"), ckpt["config"].get("std")
-    typer.echo(
-        f"wrote {do_export(ckpt, model, format, out)} (input = (pixels/255 - {mean or 0}) / {std or 1})"
-    )
-
-
 @app.command("plot-loss")
 @user_errors
 def plot_loss(
@@ -421,6 +238,8 @@ def data_verify(data_dir: DataDir = None) -> None:
     data.verify(root)
     typer.echo(f"MNIST ok in {data.raw_dir(root)}: {len(data.FILES)} files match their sha256")
 
+
+from mnistcnn import cli_explain  # noqa: E402, F401  (registers predict, failures, show, summary, export)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

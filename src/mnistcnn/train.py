@@ -8,23 +8,21 @@ from __future__ import annotations
 
 import math
 import random
-import signal
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import torch
 
 from mnistcnn import checkpoint, data, distributed
-from mnistcnn.config import TrainConfig, validate
-from mnistcnn.config import from_dict as config_from_dict
+from mnistcnn.config import TrainConfig
 from mnistcnn.distributed import World
 from mnistcnn.engine import resolve_device, resolve_precision, use_channels_last
 from mnistcnn.errors import Interrupted, MnistcnnError
 from mnistcnn.evaluate import evaluate
 from mnistcnn.model import MyNet
+from mnistcnn.resume import Position, StopFlag, checkpoint_state, load_optimizer_state, should_stop
 from mnistcnn.rundir import RunDir, environment
 from mnistcnn.stepper import Stepper, make_optimizer, set_lr
 
@@ -85,59 +83,6 @@ class _Silent:
     def start_epoch(self, epoch: int, epochs: int, steps: int) -> None: ...
     def advance(self, steps_done: int, loss: float, images_per_s: float) -> None: ...
     def end_epoch(self, record: dict) -> None: ...
-
-
-ENGINE_KEYS = ("epochs", "device", "precision", "loader", "eval_batch_size", "channels_last", "compile",
-               "cuda_graphs", "deterministic", "log_every")  # fmt: skip
-
-
-def prepare_resume(target: Path, overrides: dict) -> tuple[TrainConfig, Path, dict]:
-    """The config, run folder and checkpoint to continue from; flags that would change the recipe are refused."""
-    path = Path(target)
-    path = path / "last.pt" if path.is_dir() else path
-    ckpt = checkpoint.load(path)
-    try:
-        cfg = config_from_dict(ckpt["config"], source=str(path))
-    except MnistcnnError as e:
-        raise MnistcnnError(f"{path} holds a config this mnistcnn cannot use ({e})") from None
-    given = {k: v for k, v in overrides.items() if v is not None}
-    changed = [k for k, v in given.items() if k not in ENGINE_KEYS and getattr(cfg, k) != v]
-    if changed:
-        was = ", ".join(f"--{k.replace('_', '-')} (was {getattr(cfg, k)!r})" for k in changed)
-        raise MnistcnnError(
-            f"--resume continues the saved recipe; {was} cannot change. Start a new run instead"
-        )
-    cfg = validate(config_from_dict({k: v for k, v in given.items() if k in ENGINE_KEYS}, base=cfg))
-    done = ckpt["epoch"] + (1 if ckpt.get("batch") else 0)
-    if cfg.epochs < done or (cfg.epochs == ckpt["epoch"] and not ckpt.get("batch")):
-        raise MnistcnnError(
-            f"{path.parent} has already trained {ckpt['epoch']} of {cfg.epochs} epochs; "
-            f"pass --epochs N with N > {ckpt['epoch']} to train further"
-        )
-    return cfg, path.parent, ckpt
-
-
-class StopFlag:
-    """SIGINT/SIGTERM ask the loop to stop after the current step; a second signal while saving is ignored
-    (the checkpoint is written to a temporary file and moved into place, so even a kill leaves a whole one)."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._old: dict = {}
-
-    def __enter__(self) -> StopFlag:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.signum is None:
-            self.signum = signum
-
-    def __exit__(self, *exc) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 def train(cfg: TrainConfig, data_dir, run_dir: Path, reporter: Reporter, resume: dict | None = None) -> dict:
@@ -245,7 +190,7 @@ def _train(cfg, data_dir, run_dir: Path, reporter: Reporter, world, device_name:
             correct += ok
             i += len(loss_k)
             step += len(loss_k)
-            stopping = _should_stop(stop, world, calls)
+            stopping = should_stop(stop, world, calls)
             due = (i - logged >= cfg.log_every) if cfg.log_every else (time.perf_counter() - last_sync > 0.5)
             if due or stopping or i == steps_per_epoch:
                 values = losses[logged:i].tolist()  # the one host sync, at log time
@@ -265,7 +210,7 @@ def _train(cfg, data_dir, run_dir: Path, reporter: Reporter, world, device_name:
                 if run is not None:
                     if world.distributed:
                         _append_batches(run, epoch, step - i + begin + 1, partial["losses"][begin:])
-                    state = _checkpoint_state(
+                    state = checkpoint_state(
                         model, optimizer, cfg, epoch, i, step, history, best_acc, partial
                     )
                     checkpoint.save(run.path / "last.pt", state)
@@ -296,7 +241,7 @@ def _train(cfg, data_dir, run_dir: Path, reporter: Reporter, world, device_name:
         best_acc = max(best_acc, score)
         if run is not None:
             run.append(record)
-            state = _checkpoint_state(model, optimizer, cfg, epoch + 1, 0, step, history, best_acc)
+            state = checkpoint_state(model, optimizer, cfg, epoch + 1, 0, step, history, best_acc)
             checkpoint.save(run.path / "last.pt", state)
             if improved:
                 checkpoint.save(run.path / "best.pt", state)
@@ -313,32 +258,12 @@ def _train(cfg, data_dir, run_dir: Path, reporter: Reporter, world, device_name:
     if run is None:
         return result
     run.append(final)
-    state = _checkpoint_state(model, optimizer, cfg, cfg.epochs, 0, step, history, best_acc)
+    state = checkpoint_state(model, optimizer, cfg, cfg.epochs, 0, step, history, best_acc)
     checkpoint.save(run.path / "last.pt", state)
     from mnistcnn.plots import plot_loss
 
     plot_loss(run.metrics_path, run.path / "loss.png")
     return result
-
-
-def _should_stop(stop: StopFlag, world: World, calls: int) -> bool:
-    """Single process: the signal flag. Data-parallel: every rank must stop at the same step, so the ranks
-    agree (one tiny all-reduce) every 16 chunks."""
-    if not world.distributed:
-        return stop.signum is not None
-    if calls % 16:
-        return False
-    flag = torch.tensor([stop.signum or 0], dtype=torch.long, device=world_device())
-    world.all_reduce_(flag)
-    if flag.item() and stop.signum is None:
-        stop.signum = signal.SIGTERM
-    return bool(flag.item())
-
-
-def world_device() -> torch.device:
-    if torch.distributed.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
 
 
 def _check_finite(values: list[float], first_step: int, run) -> None:
@@ -355,29 +280,6 @@ def _check_finite(values: list[float], first_step: int, run) -> None:
         )
 
 
-@dataclass
-class Position:
-    """Where a run stands: epochs done, batches done in the current epoch, and what was measured so far."""
-
-    epoch: int = 0
-    batch: int = 0
-    step: int = 0
-    best: float = -1.0
-    history: list = field(default_factory=list)
-    losses: list = field(default_factory=list)
-    correct: int = 0
-    seconds: float = 0.0
-
-    @classmethod
-    def of(cls, ckpt: dict | None) -> Position:
-        if ckpt is None:
-            return cls()
-        partial = ckpt.get("partial") or {}
-        history = [r for r in ckpt.get("metrics", []) if r.get("type") == "epoch"]
-        return cls(ckpt["epoch"], ckpt.get("batch", 0), ckpt["step"], ckpt.get("best", -1.0), history,
-                   partial.get("losses", []), partial.get("correct", 0), partial.get("seconds", 0.0))  # fmt: skip
-
-
 def _append_batches(run: RunDir, epoch: int, first_step: int, values: list[float]) -> None:
     run.append(
         *(
@@ -385,45 +287,6 @@ def _append_batches(run: RunDir, epoch: int, first_step: int, values: list[float
             for j, v in enumerate(values)
         )
     )
-
-
-def _checkpoint_state(model, optimizer, cfg, epoch, batch, step, history, best, partial=None) -> dict:
-    """Everything needed to continue exactly: `epoch` epochs done plus `batch` batches of the next one."""
-    opt_state = optimizer.state_dict()
-    for group in opt_state["param_groups"]:  # a tensor LR (CUDA graphs) is stored as a plain float
-        if isinstance(group.get("lr"), torch.Tensor):
-            group["lr"] = group["lr"].item()
-    rng = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    return {
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": opt_state,
-        "scheduler": {"name": cfg.schedule, "step": step},
-        "config": cfg.to_dict(),
-        "epoch": epoch,
-        "batch": batch,
-        "step": step,
-        "best": best,
-        "partial": partial or {},
-        "metrics": list(history),
-        "rng": rng,
-    }
-
-
-def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
-    """Load a saved optimizer state, keeping a tensor LR a tensor (CUDA graphs read it in place)."""
-    lrs = [g["lr"] for g in optimizer.param_groups]
-    try:
-        optimizer.load_state_dict(state)
-    except (ValueError, KeyError, RuntimeError) as e:
-        raise MnistcnnError(
-            f"the checkpoint's optimizer state does not fit this run ({e}); start a new run"
-        ) from None
-    for group, lr in zip(optimizer.param_groups, lrs):
-        if isinstance(lr, torch.Tensor):
-            lr.fill_(float(group["lr"]))
-            group["lr"] = lr
 
 
 def _resident_epoch(stepper: Stepper, perm, bs: int, step: int, lrs, lr_table, world: World, begin: int = 0):
