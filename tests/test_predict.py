@@ -4,27 +4,19 @@ import json
 
 import numpy as np
 import pytest
+from conftest import train_run
 from PIL import Image
 from typer.testing import CliRunner
 
 from mnistcnn import data, predict
 from mnistcnn.cli import app
-from mnistcnn.config import load_config
-from mnistcnn.report import PlainReporter
-from mnistcnn.train import train
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def ckpt_path(mnist_root, tmp_path_factory):
-    run = tmp_path_factory.mktemp("predict") / "run"
-    mp = pytest.MonkeyPatch()
-    mp.setenv(data.ENV_SUMS, str(mnist_root / "SHA256SUMS"))
-    cfg = load_config(None, {"epochs": 3, "batch_size": 32, "device": "cpu"})
-    train(cfg, mnist_root, run, PlainReporter(stream=open("/dev/null", "w")))  # noqa: SIM115
-    mp.undo()
-    return run / "last.pt"
+    return train_run(mnist_root, tmp_path_factory.mktemp("predict") / "run", epochs=3) / "last.pt"
 
 
 def user_style(digit: np.ndarray, k: int) -> Image.Image:

@@ -5,27 +5,19 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import train_run
 from typer.testing import CliRunner
 
-from mnistcnn import checkpoint, data
+from mnistcnn import checkpoint
 from mnistcnn.cli import app
-from mnistcnn.config import load_config
 from mnistcnn.explain import summary
-from mnistcnn.report import PlainReporter
-from mnistcnn.train import train
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def run(mnist_root, tmp_path_factory):
-    path = tmp_path_factory.mktemp("views") / "run"
-    mp = pytest.MonkeyPatch()
-    mp.setenv(data.ENV_SUMS, str(mnist_root / "SHA256SUMS"))
-    cfg = load_config(None, {"epochs": 1, "batch_size": 32, "device": "cpu", "activation": "tanh"})
-    train(cfg, mnist_root, path, PlainReporter(stream=open("/dev/null", "w")))  # noqa: SIM115
-    mp.undo()
-    return path
+    return train_run(mnist_root, tmp_path_factory.mktemp("views") / "run", epochs=1, activation="tanh")
 
 
 def png_ok(path, min_size=15_000):

@@ -14,8 +14,6 @@ from pathlib import Path
 
 from mnistcnn.errors import MnistcnnError
 
-RUN_FILES = ("config.json", "metrics.jsonl", "env.json", "last.pt", "best.pt", "loss.png")
-
 
 def default_run_dir(base: str | os.PathLike = "runs") -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
