@@ -105,6 +105,15 @@ def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint"):
     return model.eval()
 
 
+def load_model(path, device: str = "cpu"):
+    """(checkpoint dict, MyNet in eval mode on `device`) from a checkpoint file or run folder."""
+    from mnistcnn.engine import resolve_device
+
+    dev = resolve_device(device)  # first: an absent device is reported before any file work
+    ckpt = load(path)
+    return ckpt, model_from_checkpoint(ckpt, path).to(dev)
+
+
 def normalization(ckpt: dict) -> tuple[float, float]:
     """(mean, std) the checkpoint's model was trained with; (0, 1) for the lecture's plain ToTensor."""
     config = ckpt.get("config") or {}

@@ -36,16 +36,16 @@ def predict(
     """Read your own digit images and say which digit each one is."""
     import numpy as np
 
-    from mnistcnn.explain import load_model
+    from mnistcnn.checkpoint import load_model
     from mnistcnn.predict import expand, load_gray, predict_arrays, preprocess
 
     if not 1 <= top_k <= 10:
         raise fail(f"--top-k must be between 1 and 10; got {top_k}")
-    ckpt, _ = load_model(checkpoint)
+    ckpt, model = load_model(checkpoint, device)
     paths = expand(images)
     grays = [load_gray(p) for p in paths]
     digits = np.stack([preprocess(g, str(p)) for g, p in zip(grays, paths)])
-    probs = predict_arrays(ckpt, digits, device)
+    probs = predict_arrays(ckpt, digits, model)
     if show_input is not None:
         from mnistcnn.views import inputs_png
 
@@ -72,7 +72,8 @@ def failures(
     device: Device = "auto",
 ) -> None:
     """A grid of misclassified test digits, most confident mistakes first ("Some Failures")."""
-    from mnistcnn.explain import load_model, test_predictions
+    from mnistcnn.checkpoint import load_model
+    from mnistcnn.explain import test_predictions
     from mnistcnn.views import failures_png
 
     if n <= 0:
@@ -99,7 +100,7 @@ app.add_typer(show_app, name="show")
 @user_errors
 def show_filters(checkpoint: Checkpoint, out: Out = Path("filters.png")) -> None:
     """conv1's 32 learned 3×3 kernels on one shared colour scale."""
-    from mnistcnn.explain import load_model
+    from mnistcnn.checkpoint import load_model
     from mnistcnn.views import filters_png
 
     _, model = load_model(checkpoint)
@@ -116,7 +117,8 @@ def show_features(
     data_dir: DataDir = None,
 ) -> None:
     """The input and its feature maps after conv1 (32) and conv2 (64)."""
-    from mnistcnn.explain import digit_from, feature_maps, load_model
+    from mnistcnn.checkpoint import load_model
+    from mnistcnn.explain import digit_from, feature_maps
     from mnistcnn.views import features_png
 
     ckpt, model = load_model(checkpoint)
@@ -158,7 +160,7 @@ def summary(
     from rich.console import Console
     from rich.table import Table
 
-    from mnistcnn.explain import load_model
+    from mnistcnn.checkpoint import load_model
     from mnistcnn.explain import summary as layer_summary
 
     model = load_model(checkpoint)[1] if checkpoint else None
@@ -187,8 +189,8 @@ def export(
     out: Annotated[Path, typer.Option(help="File to write.")] = Path("mynet.onnx"),
 ) -> None:
     """Export the model (input: normalised (B, 1, 28, 28) images; see the printed mean/std)."""
+    from mnistcnn.checkpoint import load_model
     from mnistcnn.explain import export as do_export
-    from mnistcnn.explain import load_model
 
     ckpt, model = load_model(checkpoint)
     mean, std = ckpt["config"].get("mean"), ckpt["config"].get("std")

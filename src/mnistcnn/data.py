@@ -249,6 +249,13 @@ def load_split(root: Path, train: bool):
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 
 
+def test_split(data_dir, log: Log = lambda _: None):
+    """The verified test set (fetched if missing): (images uint8 (N, 28, 28), labels int64)."""
+    root = resolve_data_dir(data_dir)
+    ensure_mnist(root, log)
+    return load_split(root, train=False)
+
+
 def split_train(images, labels, val_split: int, train_limit: int):
     """Hold out the last `val_split` training images for validation, then keep the first `train_limit`."""
     n = len(images)

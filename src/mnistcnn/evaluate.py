@@ -55,17 +55,12 @@ def evaluate_checkpoint(
 ) -> dict:
     """Test-set metrics of a saved checkpoint, preprocessing images the way it was trained."""
     from mnistcnn import checkpoint, data
-    from mnistcnn.engine import resolve_device
+    from mnistcnn.errors import MnistcnnError
 
     if batch_size <= 0:
-        from mnistcnn.errors import MnistcnnError
-
         raise MnistcnnError(f"--batch-size must be > 0; got {batch_size}")
-    dev = resolve_device(device)
-    ckpt = checkpoint.load(path)
-    model = checkpoint.model_from_checkpoint(ckpt, path).to(dev)
-    root = data.resolve_data_dir(data_dir)
-    data.ensure_mnist(root, log)
-    images, labels = data.load_split(root, train=False)
+    ckpt, model = checkpoint.load_model(path, device)
+    images, labels = data.test_split(data_dir, log)
+    dev = next(model.parameters()).device
     x = data.to_device(images, dev, *checkpoint.normalization(ckpt))
     return evaluate(model, x, labels.to(dev), batch_size)

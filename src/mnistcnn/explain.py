@@ -43,29 +43,13 @@ def summary(model: MyNet | None = None) -> tuple[list[tuple[str, tuple, int]], i
     return rows, count_parameters(model), classic
 
 
-def load_model(path, device: str = "cpu"):
-    from mnistcnn.engine import resolve_device
-
-    ckpt = checkpoint.load(path)
-    return ckpt, checkpoint.model_from_checkpoint(ckpt, path).to(resolve_device(device))
-
-
-def test_set(data_dir, log=lambda _: None):
-    root = data.resolve_data_dir(data_dir)
-    data.ensure_mnist(root, log)
-    return data.load_split(root, train=False)
-
-
 def test_predictions(ckpt, model, data_dir, batch_size: int = 1000, log=lambda _: None) -> dict:
-    """Probabilities of every test image: images (uint8), labels, pred, conf (probability of pred)."""
-    images, labels = test_set(data_dir, log)
-    dev = next(model.parameters()).device
-    x = data.to_device(images, dev, *checkpoint.normalization(ckpt))
-    with torch.inference_mode():
-        probs = torch.cat(
-            [torch.softmax(model(x[i : i + batch_size]), 1) for i in range(0, len(x), batch_size)]
-        )
-    conf, pred = probs.max(1)
+    """Every test image's prediction: images (uint8), labels, pred, conf (probability of pred)."""
+    from mnistcnn.evaluate import predict_logits
+
+    images, labels = data.test_split(data_dir, log)
+    x = data.to_device(images, next(model.parameters()).device, *checkpoint.normalization(ckpt))
+    conf, pred = torch.softmax(predict_logits(model, x, batch_size), 1).max(1)
     return {"images": images.numpy(), "labels": labels.numpy(), "pred": pred.cpu().numpy(),
             "conf": conf.cpu().numpy()}  # fmt: skip
 
@@ -78,7 +62,7 @@ def digit_from(index: int | None, image: Path | None, data_dir, log=lambda _: No
         from mnistcnn.predict import load_gray, preprocess
 
         return preprocess(load_gray(image), str(image)), Path(image).name
-    images, labels = test_set(data_dir, log)
+    images, labels = data.test_split(data_dir, log)
     if not 0 <= index < len(images):
         raise MnistcnnError(f"--index must be between 0 and {len(images) - 1}; got {index}")
     return images[index].numpy() / 255.0, f"test #{index} (label {int(labels[index])})"
