@@ -3,8 +3,11 @@
 Usage: python scripts/bench.py --data-dir ../shared/data --device cpu --out bench-cpu.json
 
 Measures, in one run:
-  1. the lecture loop (DataLoader + per-sample ToTensor, fp32) images/s at --batch-size and at batch 10;
-  2. mnistcnn's engine images/s at --batch-size with the same model and optimizer;
+  1. the lecture loop (DataLoader + per-sample ToTensor, fp32) images/s at --batch-size and at batch 10, as the
+     lecture's code runs: glibc's default malloc settings;
+  2. mnistcnn's engine images/s at --batch-size with the same model and optimizer, with the malloc settings the
+     mnistcnn command uses (mnistcnn.hostalloc); (1) and (2) alternate --throughput-repeats times (medians), and
+     the lecture loop is measured once more with mnistcnn's malloc settings, to show what they alone give it;
   3. `mnistcnn train --config configs/fast.toml`: whole-command wall time and test accuracy (median of --repeats);
   4. with --lecture-e2e: `mnistcnn train --config configs/lecture.toml` end to end, against the lecture loop's
      full 10-epoch time (extrapolated from its measured epoch at batch 10).
@@ -34,6 +37,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from mnistcnn import data  # noqa: E402
 from mnistcnn.config import TrainConfig  # noqa: E402
 from mnistcnn.engine import cpu_flags, describe, resolve_device, use_channels_last  # noqa: E402
+from mnistcnn.hostalloc import tune_host_allocator  # noqa: E402
 from mnistcnn.model import MyNet  # noqa: E402
 from mnistcnn.stepper import Stepper, make_optimizer  # noqa: E402
 
@@ -127,6 +131,21 @@ def engine_loop(root, device, batch_size: int, images: int) -> dict:
     return {"batch_size": batch_size, "images": seen, "seconds": seconds, "images_per_s": seen / seconds}
 
 
+def in_subprocess(what: str, args, batch_size: int, images: int, tuned_malloc: bool) -> dict:
+    """One throughput measurement in a fresh process, so allocator state and settings never leak between them."""
+    cmd = [sys.executable, __file__, "--measure", what, "--device", args.device, "--data-dir", str(args.data_dir),
+           "--batch-size", str(batch_size), "--images", str(images)] + (["--tuned-malloc"] if tuned_malloc else [])  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return {**json.loads(proc.stdout.splitlines()[-1]), "mnistcnn_malloc": tuned_malloc}
+
+
+def median_run(runs: list[dict]) -> dict:
+    ordered = sorted(runs, key=lambda r: r["images_per_s"])
+    return {**ordered[len(ordered) // 2], "all_images_per_s": [r["images_per_s"] for r in runs]}
+
+
 def cli_train(args, config: str, extra: list[str]) -> dict:
     """`mnistcnn train` in a subprocess: whole-command wall time, test accuracy and training seconds."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -158,6 +177,7 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=128, help="batch size for the throughput comparison")
     p.add_argument("--images", type=int, default=15_000, help="images timed per throughput measurement")
+    p.add_argument("--throughput-repeats", type=int, default=3, help="alternations of (1) and (2); medians")
     p.add_argument(
         "--lecture-epoch-images", type=int, default=60_000, help="images of the batch-10 lecture epoch"
     )
@@ -166,11 +186,19 @@ def main() -> None:
     p.add_argument("--lecture-e2e", action="store_true", help="also run configs/lecture.toml end to end")
     p.add_argument("--skip-fast", action="store_true")
     p.add_argument("--out", type=Path, default=Path("bench.json"))
+    p.add_argument("--measure", choices=["lecture_loop", "engine_loop"], help=argparse.SUPPRESS)
+    p.add_argument("--tuned-malloc", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
 
     device = resolve_device(args.device)
     args.device = str(device)
     root = args.data_dir
+    if args.measure:  # a child process of the run below: one measurement, printed as JSON
+        if args.tuned_malloc:
+            tune_host_allocator()
+        fn = lecture_loop if args.measure == "lecture_loop" else engine_loop
+        print(json.dumps(fn(root, device, args.batch_size, args.images)))
+        return
     data.ensure_mnist(root, print)
     result = {
         "device": str(device),
@@ -182,13 +210,21 @@ def main() -> None:
     }
     print(f"device {result['device_name']}, torch {torch.__version__}")
 
-    result["lecture_loop"] = lecture_loop(root, device, args.batch_size, args.images)
-    result["engine"] = engine_loop(root, device, args.batch_size, args.images)
+    lecture_runs, engine_runs = [], []
+    for _ in range(args.throughput_repeats):  # alternate, so drifting machine load hits both alike
+        lecture_runs.append(in_subprocess("lecture_loop", args, args.batch_size, args.images, False))
+        engine_runs.append(in_subprocess("engine_loop", args, args.batch_size, args.images, True))
+    result["lecture_loop"] = median_run(lecture_runs)
+    result["engine"] = median_run(engine_runs)
     result["engine_vs_lecture"] = result["engine"]["images_per_s"] / result["lecture_loop"]["images_per_s"]
     print(f"batch {args.batch_size}: lecture loop {result['lecture_loop']['images_per_s']:,.0f} img/s, "
-          f"engine {result['engine']['images_per_s']:,.0f} img/s ({result['engine_vs_lecture']:.2f}x)")  # fmt: skip
+          f"engine {result['engine']['images_per_s']:,.0f} img/s ({result['engine_vs_lecture']:.2f}x; medians "
+          f"of {args.throughput_repeats})")  # fmt: skip
+    tuned = in_subprocess("lecture_loop", args, args.batch_size, args.images, True)
+    result["lecture_loop_mnistcnn_malloc"] = tuned
+    print(f"batch {args.batch_size}: lecture loop with mnistcnn's malloc settings {tuned['images_per_s']:,.0f} img/s")
 
-    lec10 = lecture_loop(root, device, 10, args.lecture_epoch_images)
+    lec10 = in_subprocess("lecture_loop", args, 10, args.lecture_epoch_images, False)
     lec10["epoch_s"] = 60_000 / lec10["images_per_s"]
     result["lecture_loop_b10"] = lec10
     print(f"batch 10: lecture loop {lec10['images_per_s']:,.0f} img/s, one epoch {lec10['epoch_s']:.1f} s")
