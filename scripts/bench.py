@@ -222,7 +222,9 @@ def main() -> None:
           f"of {args.throughput_repeats})")  # fmt: skip
     tuned = in_subprocess("lecture_loop", args, args.batch_size, args.images, True)
     result["lecture_loop_mnistcnn_malloc"] = tuned
-    print(f"batch {args.batch_size}: lecture loop with mnistcnn's malloc settings {tuned['images_per_s']:,.0f} img/s")
+    print(
+        f"batch {args.batch_size}: lecture loop with mnistcnn's malloc settings {tuned['images_per_s']:,.0f} img/s"
+    )
 
     lec10 = in_subprocess("lecture_loop", args, 10, args.lecture_epoch_images, False)
     lec10["epoch_s"] = 60_000 / lec10["images_per_s"]

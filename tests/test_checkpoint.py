@@ -1,5 +1,6 @@
 import os
 import pickle
+import random
 
 import pytest
 import torch
@@ -59,6 +60,16 @@ def test_garbage_files_are_clear_errors(tmp_path, content, message):
     path.write_bytes(content)
     with pytest.raises(CheckpointError, match=message):
         checkpoint.load(path)
+
+
+def test_random_bytes_are_clear_errors(tmp_path):
+    # os.urandom once made torch's weights_only unpickler raise IndexError (a traceback, not a clear line)
+    path = tmp_path / "x.pt"
+    for seed in range(300):
+        rng = random.Random(seed)
+        path.write_bytes(rng.randbytes(rng.choice([1, 7, 64, 4096])))
+        with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+            checkpoint.load(path)
 
 
 def test_truncated_checkpoint(tmp_path):

@@ -33,10 +33,9 @@ def _moving_average(values: list[float], window: int) -> list[float]:
 
 def plot_loss(metrics: Path, out: Path) -> Path:
     """Batch loss (faint) with its moving average and epoch boundaries; accuracy per epoch below."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure (no pyplot) with fixed margins: pyplot's import and the constrained layout cost ~1.5 s of
+    # every training command's end on the 2-core test machine; this draws the same picture in ~0.5 s.
+    from matplotlib.figure import Figure
 
     records = read_metrics(metrics)
     batches = [r for r in records if r.get("type") == "batch"]
@@ -50,7 +49,9 @@ def plot_loss(metrics: Path, out: Path) -> Path:
     losses = [r["loss"] for r in batches]
     window = max(1, min(500, len(losses) // 50))
 
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 7), height_ratios=[3, 2], layout="constrained")
+    fig = Figure(figsize=(9, 7))
+    fig.subplots_adjust(left=0.09, right=0.98, top=0.95, bottom=0.075, hspace=0.3)
+    ax1, ax2 = fig.subplots(2, 1, height_ratios=[3, 2])
     ax1.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.6, label="batch loss")
     ax1.plot(steps, _moving_average(losses, window), color="tab:blue", linewidth=1.8,
              label=f"moving average ({window} batches)")  # fmt: skip
@@ -87,5 +88,4 @@ def plot_loss(metrics: Path, out: Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
-    plt.close(fig)
     return out
