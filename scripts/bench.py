@@ -220,11 +220,14 @@ def main() -> None:
     print(f"batch {args.batch_size}: lecture loop {result['lecture_loop']['images_per_s']:,.0f} img/s, "
           f"engine {result['engine']['images_per_s']:,.0f} img/s ({result['engine_vs_lecture']:.2f}x; medians "
           f"of {args.throughput_repeats})")  # fmt: skip
-    tuned = in_subprocess("lecture_loop", args, args.batch_size, args.images, True)
-    result["lecture_loop_mnistcnn_malloc"] = tuned
-    print(
-        f"batch {args.batch_size}: lecture loop with mnistcnn's malloc settings {tuned['images_per_s']:,.0f} img/s"
+    # the allocator setting alone, both ways: what it gives the lecture loop, what the engine is without it
+    result["lecture_loop_mnistcnn_malloc"] = in_subprocess(
+        "lecture_loop", args, args.batch_size, args.images, True
     )
+    result["engine_default_malloc"] = in_subprocess("engine_loop", args, args.batch_size, args.images, False)
+    print(f"batch {args.batch_size}, malloc swapped: lecture loop with mnistcnn's settings "
+          f"{result['lecture_loop_mnistcnn_malloc']['images_per_s']:,.0f} img/s, engine with glibc's defaults "
+          f"{result['engine_default_malloc']['images_per_s']:,.0f} img/s")  # fmt: skip
 
     lec10 = in_subprocess("lecture_loop", args, 10, args.lecture_epoch_images, False)
     lec10["epoch_s"] = 60_000 / lec10["images_per_s"]
