@@ -31,10 +31,12 @@ def step():
     opt.step()
 for _ in range(10):
     step()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(10):
+counts = []
+for _ in range(15):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     step()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
+    counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(sorted(counts)[len(counts) // 2])  # the median step: a burst of reclaim elsewhere does not count
 """
 
 
@@ -46,9 +48,9 @@ def faults_per_step(mode: str) -> float:
 
 @glibc
 def test_tuned_steps_do_not_page_fault():
-    # glibc's defaults fault ~3,250 pages in per batch-64 step here; tuned, 0.1-40 (Python's own arenas still
-    # mmap; the heap may still be growing)
-    assert faults_per_step("tuned") < 200
+    # glibc's defaults fault ~2,100-3,250 pages in per batch-64 step here; tuned, the median step faults none
+    # (averages over 10 steps were 0-40: occasional bursts, e.g. the host reclaiming idle pages)
+    assert faults_per_step("tuned") < 50
 
 
 def test_the_command_tunes_the_allocator(monkeypatch, tmp_path):
