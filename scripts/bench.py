@@ -6,8 +6,8 @@ Measures, in one run:
   1. the lecture loop (DataLoader + per-sample ToTensor, fp32) images/s at --batch-size and at batch 10, as the
      lecture's code runs: glibc's default malloc settings;
   2. mnistcnn's engine images/s at --batch-size with the same model and optimizer, with the malloc settings the
-     mnistcnn command uses (mnistcnn.hostalloc); (1) and (2) alternate --throughput-repeats times (medians), and
-     the lecture loop is measured once more with mnistcnn's malloc settings, to show what they alone give it;
+     mnistcnn command uses (mnistcnn.hostalloc); (1) and (2) alternate --throughput-repeats times (medians), each in
+     a fresh process; then once more with the malloc settings swapped, to show what they alone are worth;
   3. `mnistcnn train --config configs/fast.toml`: whole-command wall time and test accuracy (median of --repeats);
   4. with --lecture-e2e: `mnistcnn train --config configs/lecture.toml` end to end, against the lecture loop's
      full 10-epoch time (extrapolated from its measured epoch at batch 10).
