@@ -95,7 +95,9 @@ def train(cfg: TrainConfig, data_dir, run_dir: Path, reporter: Reporter, resume:
     try:
         with StopFlag() as stop:
             quiet = reporter if world.is_main else _Silent()
-            return _train(cfg, data_dir, run_dir, quiet, world, device_name, resume, stop)
+            result = _train(cfg, data_dir, run_dir, quiet, world, device_name, resume, stop)
+        world.barrier()  # leave together: a rank tearing gloo down while rank 0 still wrote files once aborted
+        return result
     finally:
         distributed.teardown(world)
 
@@ -214,6 +216,7 @@ def _train(cfg, data_dir, run_dir: Path, reporter: Reporter, world, device_name:
                         model, optimizer, cfg, epoch, i, step, history, best_acc, partial
                     )
                     checkpoint.save(run.path / "last.pt", state)
+                world.barrier()  # every rank agreed to stop here (should_stop): leave after rank 0 has saved
                 raise Interrupted(stop.signum, run_dir)
         world.all_reduce_(losses, average=True)
         world.all_reduce_(correct)
