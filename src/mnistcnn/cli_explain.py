@@ -189,11 +189,9 @@ def export(
     out: Annotated[Path, typer.Option(help="File to write.")] = Path("mynet.onnx"),
 ) -> None:
     """Export the model (input: normalised (B, 1, 28, 28) images; see the printed mean/std)."""
-    from mnistcnn.checkpoint import load_model
+    from mnistcnn.checkpoint import load_model, normalization
     from mnistcnn.explain import export as do_export
 
     ckpt, model = load_model(checkpoint)
-    mean, std = ckpt["config"].get("mean"), ckpt["config"].get("std")
-    typer.echo(
-        f"wrote {do_export(ckpt, model, format, out)} (input = (pixels/255 - {mean or 0}) / {std or 1})"
-    )
+    mean, std = normalization(ckpt)
+    typer.echo(f"wrote {do_export(ckpt, model, format, out)} (input = (pixels/255 - {mean:g}) / {std:g})")

@@ -45,6 +45,16 @@ class World:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.barrier()
 
+    def any_(self, flag: bool) -> bool:
+        """True on every rank if `flag` is true on any rank (a collective: every rank must call it)."""
+        if not self.distributed:
+            return flag
+        nccl = torch.distributed.get_backend() == "nccl"
+        device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
+        t = torch.tensor([int(flag)], dtype=torch.long, device=device)
+        self.all_reduce_(t)
+        return t.item() > 0
+
     def all_reduce_(self, *tensors: torch.Tensor, average: bool = False) -> None:
         if not self.distributed:
             return

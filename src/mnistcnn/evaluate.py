@@ -50,17 +50,25 @@ def evaluate(model, images, labels, batch_size: int = 1000, precision: str = "fp
     }
 
 
+def checkpoint_test_set(ckpt: dict, model, data_dir=None, log=lambda _: None):
+    """The verified test set as the checkpoint's model sees it: (images uint8, labels, inputs normalised the way
+    it was trained, on the model's device)."""
+    from mnistcnn import checkpoint, data
+
+    images, labels = data.test_split(data_dir, log)
+    x = data.to_device(images, next(model.parameters()).device, *checkpoint.normalization(ckpt))
+    return images, labels, x
+
+
 def evaluate_checkpoint(
     path, data_dir=None, device: str = "auto", batch_size: int = 1000, log=lambda _: None
 ) -> dict:
     """Test-set metrics of a saved checkpoint, preprocessing images the way it was trained."""
-    from mnistcnn import checkpoint, data
+    from mnistcnn import checkpoint
     from mnistcnn.errors import MnistcnnError
 
     if batch_size <= 0:
         raise MnistcnnError(f"--batch-size must be > 0; got {batch_size}")
     ckpt, model = checkpoint.load_model(path, device)
-    images, labels = data.test_split(data_dir, log)
-    dev = next(model.parameters()).device
-    x = data.to_device(images, dev, *checkpoint.normalization(ckpt))
-    return evaluate(model, x, labels.to(dev), batch_size)
+    _, labels, x = checkpoint_test_set(ckpt, model, data_dir, log)
+    return evaluate(model, x, labels.to(x.device), batch_size)

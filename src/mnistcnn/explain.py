@@ -6,13 +6,14 @@ Usage: `rows, total, classic = summary()`; `pred = test_predictions(ckpt, data_d
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mnistcnn import checkpoint, data
+from mnistcnn import data
 from mnistcnn.errors import MnistcnnError
 from mnistcnn.model import ACTIVATIONS, MyNet, count_parameters
 
@@ -45,10 +46,9 @@ def summary(model: MyNet | None = None) -> tuple[list[tuple[str, tuple, int]], i
 
 def test_predictions(ckpt, model, data_dir, batch_size: int = 1000, log=lambda _: None) -> dict:
     """Every test image's prediction: images (uint8), labels, pred, conf (probability of pred)."""
-    from mnistcnn.evaluate import predict_logits
+    from mnistcnn.evaluate import checkpoint_test_set, predict_logits
 
-    images, labels = data.test_split(data_dir, log)
-    x = data.to_device(images, next(model.parameters()).device, *checkpoint.normalization(ckpt))
+    images, labels, x = checkpoint_test_set(ckpt, model, data_dir, log)
     conf, pred = torch.softmax(predict_logits(model, x, batch_size), 1).max(1)
     return {"images": images.numpy(), "labels": labels.numpy(), "pred": pred.cpu().numpy(),
             "conf": conf.cpu().numpy()}  # fmt: skip
@@ -69,11 +69,10 @@ def digit_from(index: int | None, image: Path | None, data_dir, log=lambda _: No
 
 
 def feature_maps(ckpt, model, digit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean, std = checkpoint.normalization(ckpt)
-    dev = next(model.parameters()).device
-    x = (torch.as_tensor(digit, dtype=torch.float32, device=dev)[None, None] - mean) / std
+    from mnistcnn.predict import model_input
+
     with torch.inference_mode():
-        f1, f2 = model.features(x)
+        f1, f2 = model.features(model_input(ckpt, model, digit[None]))
     return f1[0].cpu().numpy(), f2[0].cpu().numpy()
 
 
@@ -84,12 +83,8 @@ def export(ckpt, model, fmt: str, out: Path) -> Path:
     model = model.cpu().eval()
     example = torch.zeros(2, 1, 28, 28)
     if fmt == "torchscript":
-        import warnings
-
         with warnings.catch_warnings():
-            warnings.simplefilter(
-                "ignore", FutureWarning
-            )  # TorchScript is deprecated but still what C++/mobile load
+            warnings.simplefilter("ignore", FutureWarning)  # deprecated, but still what C++/mobile load
             torch.jit.save(torch.jit.trace(model, example), str(out))
         return out
     if fmt != "onnx":
@@ -98,8 +93,6 @@ def export(ckpt, model, fmt: str, out: Path) -> Path:
         import onnx  # noqa: F401
     except ImportError:
         raise MnistcnnError("ONNX export needs the export extra: pip install -e '.[export]'") from None
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter warns that a newer one exists
         torch.onnx.export(model, (example,), str(out), input_names=["images"], output_names=["logits"],

@@ -120,17 +120,26 @@ def expand(paths: list[Path]) -> list[Path]:
     return out
 
 
+def model_input(ckpt: dict, model, digits: np.ndarray):
+    """(N, 28, 28) digits in [0, 1] → (N, 1, 28, 28) float tensor on the model's device, normalised the way the
+    checkpoint was trained."""
+    import torch
+
+    from mnistcnn.checkpoint import normalization
+
+    mean, std = normalization(ckpt)
+    dev = next(model.parameters()).device
+    return (torch.from_numpy(np.asarray(digits, dtype=np.float32)).unsqueeze(1).to(dev) - mean) / std
+
+
 def predict_arrays(ckpt: dict, digits: np.ndarray, model=None) -> np.ndarray:
     """(N, 28, 28) digits in [0, 1] → (N, 10) probabilities, normalised as the checkpoint was trained.
 
     `model`: the checkpoint's MyNet (on any device); rebuilt on the CPU from `ckpt` when not given."""
     import torch
 
-    from mnistcnn.checkpoint import model_from_checkpoint, normalization
+    from mnistcnn.checkpoint import model_from_checkpoint
 
     model = model if model is not None else model_from_checkpoint(ckpt)
-    mean, std = normalization(ckpt)
-    dev = next(model.parameters()).device
-    x = (torch.from_numpy(np.asarray(digits, dtype=np.float32)).unsqueeze(1).to(dev) - mean) / std
     with torch.inference_mode():
-        return torch.softmax(model(x).float(), dim=1).cpu().numpy()
+        return torch.softmax(model(model_input(ckpt, model, digits)).float(), dim=1).cpu().numpy()

@@ -74,22 +74,15 @@ class StopFlag:
 
 def should_stop(stop: StopFlag, world: World, calls: int) -> bool:
     """Single process: the signal flag. Data-parallel: every rank must stop at the same step, so the ranks
-    agree (one tiny all-reduce) every 16 chunks."""
+    agree (one tiny all-reduce, one host read) every 16 chunks."""
     if not world.distributed:
         return stop.signum is not None
     if calls % 16:
         return False
-    flag = torch.tensor([stop.signum or 0], dtype=torch.long, device=world_device())
-    world.all_reduce_(flag)
-    if flag.item() and stop.signum is None:
+    agreed = world.any_(stop.signum is not None)
+    if agreed and stop.signum is None:
         stop.signum = signal.SIGTERM
-    return bool(flag.item())
-
-
-def world_device() -> torch.device:
-    if torch.distributed.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
+    return agreed
 
 
 @dataclass
