@@ -2,11 +2,8 @@
 # Every GPU check in one run (the device machine is lent for minutes): tests, benchmark, graphs on/off,
 # torchrun world size 1 vs plain. Expects MNIST's raw files gzipped in .gpu/raw; writes results to $OUT.
 # Run: bash scripts/gpu_check.sh   (on a machine with a CUDA GPU and torch, torchvision, typer, rich, matplotlib)
-set -uo pipefail
-OUT=${OUT:-gpu-out}
-mkdir -p "$OUT" /tmp/mnist/MNIST/raw
-export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 MNISTCNN_DATA_DIR=/tmp/mnist
-for f in .gpu/raw/*.gz; do gunzip -c "$f" > /tmp/mnist/MNIST/raw/$(basename "$f" .gz); done
+LOG=variants.txt
+source "$(dirname "$0")/gpu_env.sh"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)" | tee -a "$OUT/gpu.txt"
 python3 -m mnistcnn data verify | tee -a "$OUT/gpu.txt"
@@ -19,7 +16,6 @@ timeout 300 python3 scripts/bench.py --device cuda --batch-size 128 --images 600
   --repeats 3 --lecture-e2e --out "$OUT/bench-gpu.json" 2>&1 | tee "$OUT/bench.txt"
 
 echo "== graphs off vs on (lecture recipe, 1 epoch) and torchrun world size 1 (fast recipe)"
-run() { local name=$1; shift; /usr/bin/time -f "$name wall %e s" "$@" 2>&1 | grep -E "test accuracy|wall|graph|error" | tee -a "$OUT/variants.txt"; }
 run lecture-1ep-graphs python3 -m mnistcnn train --config configs/lecture.toml --epochs 1 --device cuda --run-dir /tmp/r1
 run lecture-1ep-nographs python3 -m mnistcnn train --config configs/lecture.toml --epochs 1 --device cuda --no-cuda-graphs --run-dir /tmp/r2
 for i in 1 2; do
@@ -28,14 +24,5 @@ for i in 1 2; do
   run fast-plain-nographs-$i python3 -m mnistcnn train --config configs/fast.toml --device cuda --no-cuda-graphs --run-dir /tmp/g$i
   run fast-torchrun1-nographs-$i python3 -m torch.distributed.run --standalone --nproc-per-node 1 -m mnistcnn train --config configs/fast.toml --device cuda --no-cuda-graphs --run-dir /tmp/e$i
 done
-python3 - <<'PY' | tee -a "$OUT/variants.txt"
-import json, glob
-for d in sorted(glob.glob("/tmp/[fdge][12]")) + ["/tmp/r1", "/tmp/r2"]:
-    try:
-        recs = [json.loads(l) for l in open(d + "/metrics.jsonl")]
-    except OSError:
-        continue
-    t = [r for r in recs if r["type"] == "test"][0]
-    print(d, "train_seconds %.3f" % t["train_seconds"], "test_acc %.4f" % t["test_acc"])
-PY
+summarize /tmp/[fdge][12] /tmp/r1 /tmp/r2
 cp /tmp/r1/loss.png "$OUT/lecture-1ep-loss.png" 2>/dev/null || true
