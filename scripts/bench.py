@@ -133,8 +133,20 @@ def engine_loop(root, device, batch_size: int, images: int) -> dict:
 
 def in_subprocess(what: str, args, batch_size: int, images: int, tuned_malloc: bool) -> dict:
     """One throughput measurement in a fresh process, so allocator state and settings never leak between them."""
-    cmd = [sys.executable, __file__, "--measure", what, "--device", args.device, "--data-dir", str(args.data_dir),
-           "--batch-size", str(batch_size), "--images", str(images)] + (["--tuned-malloc"] if tuned_malloc else [])  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--measure",
+        what,
+        "--device",
+        args.device,
+        "--data-dir",
+        str(args.data_dir),
+        "--batch-size",
+        str(batch_size),
+        "--images",
+        str(images),
+    ] + (["--tuned-malloc"] if tuned_malloc else [])
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -149,8 +161,21 @@ def median_run(runs: list[dict]) -> dict:
 def cli_train(args, config: str, extra: list[str]) -> dict:
     """`mnistcnn train` in a subprocess: whole-command wall time, test accuracy and training seconds."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "mnistcnn", "train", "--config", str(ROOT / config), "--device", args.device,
-               "--data-dir", str(args.data_dir), "--run-dir", f"{tmp}/run", *extra]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "mnistcnn",
+            "train",
+            "--config",
+            str(ROOT / config),
+            "--device",
+            args.device,
+            "--data-dir",
+            str(args.data_dir),
+            "--run-dir",
+            f"{tmp}/run",
+            *extra,
+        ]
         start = time.perf_counter()
         proc = subprocess.run(
             cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}
@@ -217,17 +242,21 @@ def main() -> None:
     result["lecture_loop"] = median_run(lecture_runs)
     result["engine"] = median_run(engine_runs)
     result["engine_vs_lecture"] = result["engine"]["images_per_s"] / result["lecture_loop"]["images_per_s"]
-    print(f"batch {args.batch_size}: lecture loop {result['lecture_loop']['images_per_s']:,.0f} img/s, "
-          f"engine {result['engine']['images_per_s']:,.0f} img/s ({result['engine_vs_lecture']:.2f}x; medians "
-          f"of {args.throughput_repeats})")  # fmt: skip
+    print(
+        f"batch {args.batch_size}: lecture loop {result['lecture_loop']['images_per_s']:,.0f} img/s, "
+        f"engine {result['engine']['images_per_s']:,.0f} img/s ({result['engine_vs_lecture']:.2f}x; medians "
+        f"of {args.throughput_repeats})"
+    )
     # the allocator setting alone, both ways: what it gives the lecture loop, what the engine is without it
     result["lecture_loop_mnistcnn_malloc"] = in_subprocess(
         "lecture_loop", args, args.batch_size, args.images, True
     )
     result["engine_default_malloc"] = in_subprocess("engine_loop", args, args.batch_size, args.images, False)
-    print(f"batch {args.batch_size}, malloc swapped: lecture loop with mnistcnn's settings "
-          f"{result['lecture_loop_mnistcnn_malloc']['images_per_s']:,.0f} img/s, engine with glibc's defaults "
-          f"{result['engine_default_malloc']['images_per_s']:,.0f} img/s")  # fmt: skip
+    print(
+        f"batch {args.batch_size}, malloc swapped: lecture loop with mnistcnn's settings "
+        f"{result['lecture_loop_mnistcnn_malloc']['images_per_s']:,.0f} img/s, engine with glibc's defaults "
+        f"{result['engine_default_malloc']['images_per_s']:,.0f} img/s"
+    )
 
     lec10 = in_subprocess("lecture_loop", args, 10, args.lecture_epoch_images, False)
     lec10["epoch_s"] = 60_000 / lec10["images_per_s"]
@@ -244,20 +273,27 @@ def main() -> None:
             "min_test_acc": min(r["test_acc"] for r in runs),
             "wall_vs_lecture_epoch": statistics.median(walls) / lec10["epoch_s"],
         }
-        print(f"fast recipe: median wall {result['fast']['median_wall_s']:.1f} s "
-              f"({result['fast']['wall_vs_lecture_epoch']:.2f}x one lecture epoch), "
-              f"median training {result['fast']['median_train_s']:.2f} s, "
-              f"test acc {[round(100 * r['test_acc'], 2) for r in runs]} %")  # fmt: skip
+        print(
+            f"fast recipe: median wall {result['fast']['median_wall_s']:.1f} s "
+            f"({result['fast']['wall_vs_lecture_epoch']:.2f}x one lecture epoch), "
+            f"median training {result['fast']['median_train_s']:.2f} s, "
+            f"test acc {[round(100 * r['test_acc'], 2) for r in runs]} %"
+        )
 
     if args.lecture_e2e:
         run = cli_train(args, "configs/lecture.toml", [])
         lecture_total = 10 * lec10["epoch_s"]
-        result["lecture_e2e"] = {**run, "lecture_loop_10_epochs_s": lecture_total,
-                                 "speedup_wall": lecture_total / run["wall_s"],
-                                 "speedup_train": lecture_total / run["train_s"]}  # fmt: skip
-        print(f"lecture recipe: mnistcnn {run['wall_s']:.1f} s wall ({run['train_s']:.1f} s training), "
-              f"test acc {100 * run['test_acc']:.2f} %; lecture loop 10 epochs ≈ {lecture_total:.0f} s; "
-              f"speed-up {result['lecture_e2e']['speedup_wall']:.1f}x wall")  # fmt: skip
+        result["lecture_e2e"] = {
+            **run,
+            "lecture_loop_10_epochs_s": lecture_total,
+            "speedup_wall": lecture_total / run["wall_s"],
+            "speedup_train": lecture_total / run["train_s"],
+        }
+        print(
+            f"lecture recipe: mnistcnn {run['wall_s']:.1f} s wall ({run['train_s']:.1f} s training), "
+            f"test acc {100 * run['test_acc']:.2f} %; lecture loop 10 epochs ≈ {lecture_total:.0f} s; "
+            f"speed-up {result['lecture_e2e']['speedup_wall']:.1f}x wall"
+        )
 
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

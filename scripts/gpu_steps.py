@@ -61,9 +61,16 @@ def measure(x, y, batch_size, precision, benchmark, channels_last, compile_, chu
     end.record()
     torch.cuda.synchronize()
     us = start.elapsed_time(end) * 1000 / n
-    return {"batch_size": batch_size, "precision": precision, "cudnn_benchmark": benchmark,
-            "channels_last": channels_last, "compile": compile_, "chunk": k, "us_per_step": us,
-            "setup_s": setup}  # fmt: skip
+    return {
+        "batch_size": batch_size,
+        "precision": precision,
+        "cudnn_benchmark": benchmark,
+        "channels_last": channels_last,
+        "compile": compile_,
+        "chunk": k,
+        "us_per_step": us,
+        "setup_s": setup,
+    }
 
 
 def main():
@@ -89,8 +96,11 @@ def main():
                 row = {"batch_size": bs, "precision": prec, "error": f"{type(e).__name__}: {str(e)[:200]}"}
             rows.append(row)
             print(json.dumps(row), flush=True)
-    args.out.write_text(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-                                    "rows": rows}, indent=1))  # fmt: skip
+    args.out.write_text(
+        json.dumps(
+            {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows}, indent=1
+        )
+    )
 
 
 if __name__ == "__main__":

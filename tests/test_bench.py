@@ -10,9 +10,26 @@ BENCH = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
 
 def test_bench_runs_and_reports_ratios(mnist_root, tmp_path):
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, str(BENCH), "--data-dir", str(mnist_root), "--device", "cpu", "--batch-size", "16",
-           "--images", "96", "--throughput-repeats", "1", "--lecture-epoch-images", "40", "--repeats", "1",
-           "--out", str(out)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(BENCH),
+        "--data-dir",
+        str(mnist_root),
+        "--device",
+        "cpu",
+        "--batch-size",
+        "16",
+        "--images",
+        "96",
+        "--throughput-repeats",
+        "1",
+        "--lecture-epoch-images",
+        "40",
+        "--repeats",
+        "1",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)  # env carries the fixture digests
     assert proc.returncode == 0, proc.stdout + proc.stderr
     r = json.loads(out.read_text())

@@ -33,8 +33,19 @@ def trained_run(mnist_root, tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "run1"
     mp = pytest.MonkeyPatch()
     mp.setenv(data.ENV_SUMS, str(mnist_root / "SHA256SUMS"))
-    result = invoke("train", "--data-dir", mnist_root, "--epochs", 1, "--batch-size", 32, "--device", "cpu",
-                    "--run-dir", run)  # fmt: skip
+    result = invoke(
+        "train",
+        "--data-dir",
+        mnist_root,
+        "--epochs",
+        1,
+        "--batch-size",
+        32,
+        "--device",
+        "cpu",
+        "--run-dir",
+        run,
+    )
     mp.undo()
     assert result.exit_code == 0, result.output
     return run, result.output
@@ -162,8 +173,9 @@ def test_read_only_run_folder_is_a_clear_error(mnist_root, tmp_path, monkeypatch
 
 
 def test_val_split_too_large_and_plot_without_metrics(mnist_root, tmp_path):
-    result = invoke("train", "--data-dir", mnist_root, "--device", "cpu", "--val-split", 2000,
-                    "--run-dir", tmp_path / "r")  # fmt: skip
+    result = invoke(
+        "train", "--data-dir", mnist_root, "--device", "cpu", "--val-split", 2000, "--run-dir", tmp_path / "r"
+    )
     assert result.exit_code == 2 and "leaves no training images" in result.output
     (tmp_path / "empty").mkdir()
     result = invoke("plot-loss", tmp_path / "empty")

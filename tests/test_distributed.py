@@ -13,8 +13,22 @@ from mnistcnn import checkpoint, data
 from mnistcnn.cli import app
 from mnistcnn.distributed import World
 
-ARGS = ["--epochs", "1", "--batch-size", "51", "--train-limit", "1030", "--lr", "2e-3", "--device", "cpu",
-        "--precision", "fp32", "--seed", "3"]  # fmt: skip
+ARGS = [
+    "--epochs",
+    "1",
+    "--batch-size",
+    "51",
+    "--train-limit",
+    "1030",
+    "--lr",
+    "2e-3",
+    "--device",
+    "cpu",
+    "--precision",
+    "fp32",
+    "--seed",
+    "3",
+]
 
 
 def test_shards_cover_each_global_batch_once():
@@ -28,8 +42,15 @@ def train_cli(args, run_dir, mnist_root, nproc=None):
     env = {**os.environ, data.ENV_SUMS: str(mnist_root / "SHA256SUMS"), "OMP_NUM_THREADS": "1"}
     launcher = [sys.executable, "-m", "mnistcnn"]
     if nproc:
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-                    "-m", "mnistcnn"]  # fmt: skip
+        launcher = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={nproc}",
+            "-m",
+            "mnistcnn",
+        ]
     cmd = [*launcher, "train", *args, "--data-dir", str(mnist_root), "--run-dir", str(run_dir)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -60,8 +81,18 @@ def test_two_gloo_processes_match_one(mnist_root, tmp_path):
     test = [r for r in records if r["type"] == "test"][0]
     assert test["n"] == 1000
 
-    result = CliRunner().invoke(app, ["eval", str(tmp_path / "ddp" / "last.pt"), "--data-dir", str(mnist_root),
-                                      "--json", "--device", "cpu"])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            str(tmp_path / "ddp" / "last.pt"),
+            "--data-dir",
+            str(mnist_root),
+            "--json",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["accuracy"] == pytest.approx(test["test_acc"])
 
@@ -70,8 +101,20 @@ def test_sigterm_under_torchrun_saves_and_resumes(mnist_root, tmp_path):
     import signal
     import time
 
-    args = ["--epochs", "3", "--batch-size", "16", "--train-limit", "2000", "--lr", "2e-3", "--device", "cpu",
-            "--precision", "fp32"]  # fmt: skip
+    args = [
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--train-limit",
+        "2000",
+        "--lr",
+        "2e-3",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+    ]
     train_cli(args, tmp_path / "single", mnist_root)
     env = {**os.environ, data.ENV_SUMS: str(mnist_root / "SHA256SUMS"), "OMP_NUM_THREADS": "1"}
     run = tmp_path / "ddp"
@@ -97,8 +140,13 @@ def test_sigterm_under_torchrun_saves_and_resumes(mnist_root, tmp_path):
     assert proc.returncode != 0, out + err  # stopped early
     saved = checkpoint.load(run / "last.pt")
     assert 125 <= saved["step"] < 375
-    resumed = subprocess.run([*launcher, "train", "--resume", str(run), "--data-dir", str(mnist_root)],
-                             capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+    resumed = subprocess.run(
+        [*launcher, "train", "--resume", str(run), "--data-dir", str(mnist_root)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     single = checkpoint.load(tmp_path / "single" / "last.pt")["model"]
     ddp = checkpoint.load(run / "last.pt")["model"]

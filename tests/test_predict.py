@@ -59,8 +59,18 @@ def test_cli_predict_text_json_and_show_input(ckpt_path, mnist_root, tmp_path):
     images, labels = data.load_split(mnist_root, train=False)
     for k in range(3):
         user_style(images[k].numpy(), k).save(tmp_path / f"digit{k}.png")
-    result = runner.invoke(app, ["predict", str(ckpt_path), str(tmp_path), "--top-k", "2",
-                                 "--show-input", str(tmp_path / "seen.png")])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            str(ckpt_path),
+            str(tmp_path),
+            "--top-k",
+            "2",
+            "--show-input",
+            str(tmp_path / "seen.png"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert result.output.count("digit") == 3 and (tmp_path / "seen.png").stat().st_size > 10_000
     result = runner.invoke(app, ["predict", str(ckpt_path), str(tmp_path / "digit0.png"), "--json"])

@@ -15,8 +15,21 @@ from typer.testing import CliRunner
 from mnistcnn import checkpoint, data
 from mnistcnn.cli import app
 
-ARGS = ["--epochs", "2", "--batch-size", "16", "--train-limit", "2000", "--lr", "2e-3", "--device", "cpu",
-        "--deterministic", "--log-every", "1"]  # fmt: skip
+ARGS = [
+    "--epochs",
+    "2",
+    "--batch-size",
+    "16",
+    "--train-limit",
+    "2000",
+    "--lr",
+    "2e-3",
+    "--device",
+    "cpu",
+    "--deterministic",
+    "--log-every",
+    "1",
+]
 STEPS = 2 * 125
 
 
@@ -138,8 +151,25 @@ def test_resume_can_raise_the_epochs(reference, mnist_root, tmp_path, monkeypatc
 
 def test_diverging_loss_stops_with_advice(mnist_root, tmp_path, monkeypatch):
     monkeypatch.setenv(data.ENV_SUMS, str(mnist_root / "SHA256SUMS"))
-    args = ["train", "--optimizer", "sgd", "--lr", "1e4", "--schedule", "none", "--epochs", "2", "--device", "cpu",
-            "--data-dir", str(mnist_root), "--run-dir", str(tmp_path / "run"), "--log-every", "1"]  # fmt: skip
+    args = [
+        "train",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e4",
+        "--schedule",
+        "none",
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        "--data-dir",
+        str(mnist_root),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--log-every",
+        "1",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2, result.output
     assert "the loss became" in result.output and "lower --lr" in result.output

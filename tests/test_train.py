@@ -44,8 +44,10 @@ def run_steps(cfg, mnist_root, loader, steps):
             stepper.steps(order[i : i + cfg.batch_size], [cfg.lr]) for i in range(0, len(x), cfg.batch_size)
         )
     else:
-        batches = (stepper.train_on(xb, yb) for xb, yb in data.torchvision_batches(
-            mnist_root, order, cfg.batch_size, *cfg.normalization()))  # fmt: skip
+        batches = (
+            stepper.train_on(xb, yb)
+            for xb, yb in data.torchvision_batches(mnist_root, order, cfg.batch_size, *cfg.normalization())
+        )
     return [loss.reshape(-1)[0].item() for loss, _ in (next(batches) for _ in range(steps))]
 
 

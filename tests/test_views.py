@@ -56,8 +56,9 @@ def test_picture_commands(run, mnist_root, tmp_path):
 
 def test_confusion_matrix_png_and_json(run, mnist_root, tmp_path):
     out = tmp_path / "confusion.png"
-    result = runner.invoke(app, ["eval", str(run / "last.pt"), "--data-dir", str(mnist_root), "--json",
-                                 "--confusion", str(out)])  # fmt: skip
+    result = runner.invoke(
+        app, ["eval", str(run / "last.pt"), "--data-dir", str(mnist_root), "--json", "--confusion", str(out)]
+    )
     assert result.exit_code == 0, result.output
     m = json.loads(result.stdout)
     matrix = np.array(m["confusion"])

@@ -1,6 +1,8 @@
-"""Checkpoints: plain dicts of tensors and JSON-like values, written atomically, loaded with weights_only=True.
+"""The checkpoint format in one place: a plain dict of tensors and JSON-like values, built from a run, written
+atomically, loaded with weights_only=True, turned back into a model, an optimizer state and a position.
 
-Usage: `save(path, state)`; `ckpt = load(path)`; `model = model_from_checkpoint(ckpt)`.
+Usage: `save(path, build(model, opt, cfg, epoch, batch, step, history, best))`; `ckpt = load(path)`;
+`model = model_from_checkpoint(ckpt)`; `pos = Position.of(ckpt)`.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import os
 import pickle
 import warnings
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -119,3 +122,71 @@ def normalization(ckpt: dict) -> tuple[float, float]:
     if mean is None or std is None:
         return 0.0, 1.0
     return float(mean), float(std)
+
+
+@dataclass
+class Position:
+    """Where a run stands: epochs done, batches done in the current epoch, and what was measured so far."""
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    best: float = -1.0
+    history: list = field(default_factory=list)
+    losses: list = field(default_factory=list)
+    correct: int = 0
+    seconds: float = 0.0
+
+    @classmethod
+    def of(cls, ckpt: dict | None) -> Position:
+        if ckpt is None:
+            return cls()
+        partial = ckpt.get("partial") or {}
+        history = [r for r in ckpt.get("metrics", []) if r.get("type") == "epoch"]
+        return cls(
+            ckpt["epoch"],
+            ckpt.get("batch", 0),
+            ckpt["step"],
+            ckpt.get("best", -1.0),
+            history,
+            partial.get("losses", []),
+            partial.get("correct", 0),
+            partial.get("seconds", 0.0),
+        )
+
+
+def build(model, optimizer, cfg, epoch, batch, step, history, best, partial=None) -> dict:
+    """Everything needed to continue exactly: `epoch` epochs done plus `batch` batches of the next one.
+
+    No RNG state: the weights are drawn once from the seed and every epoch's order is a pure function of
+    (seed, epoch), so the position alone says what comes next."""
+    opt_state = optimizer.state_dict()
+    for group in opt_state["param_groups"]:  # a tensor LR (CUDA graphs) is stored as a plain float
+        if isinstance(group.get("lr"), torch.Tensor):
+            group["lr"] = group["lr"].item()
+    return {
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": opt_state,
+        "config": cfg.to_dict(),
+        "epoch": epoch,
+        "batch": batch,
+        "step": step,
+        "best": best,
+        "partial": partial or {},
+        "metrics": list(history),
+    }
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load a saved optimizer state, keeping a tensor LR a tensor (CUDA graphs read it in place)."""
+    lrs = [g["lr"] for g in optimizer.param_groups]
+    try:
+        optimizer.load_state_dict(state)
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise CheckpointError(
+            f"the checkpoint's optimizer state does not fit this run ({e}); start a new run"
+        ) from None
+    for group, lr in zip(optimizer.param_groups, lrs):
+        if isinstance(lr, torch.Tensor):
+            lr.fill_(float(group["lr"]))
+            group["lr"] = lr

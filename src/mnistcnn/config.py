@@ -73,9 +73,23 @@ class TrainConfig:
 
 
 RECIPE_KEYS = (
-    "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule", "warmup", "step_every",
-    "step_gamma", "mean", "std", "activation", "shuffle", "val_split", "train_limit", "seed",
-)  # fmt: skip
+    "batch_size",
+    "lr",
+    "optimizer",
+    "momentum",
+    "weight_decay",
+    "schedule",
+    "warmup",
+    "step_every",
+    "step_gamma",
+    "mean",
+    "std",
+    "activation",
+    "shuffle",
+    "val_split",
+    "train_limit",
+    "seed",
+)
 
 _CHOICES = {
     "optimizer": OPTIMIZERS,

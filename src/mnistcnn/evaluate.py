@@ -55,7 +55,7 @@ def checkpoint_test_set(ckpt: dict, model, data_dir=None, log=lambda _: None):
     it was trained, on the model's device)."""
     from mnistcnn import checkpoint, data
 
-    images, labels = data.test_split(data_dir, log)
+    images, labels = data.read_test_set(data_dir, log)
     x = data.to_device(images, next(model.parameters()).device, *checkpoint.normalization(ckpt))
     return images, labels, x
 

@@ -1,7 +1,7 @@
 """What a checkpoint does, in numbers the views and the CLI show: layer summary, test-set predictions,
 feature maps, export.
 
-Usage: `rows, total, classic = summary()`; `pred = test_predictions(ckpt, data_dir)`.
+Usage: `rows, total, classic = summary()`; `pred = predict_test_set(ckpt, model, data_dir)`.
 """
 
 from __future__ import annotations
@@ -39,19 +39,27 @@ def summary(model: MyNet | None = None) -> tuple[list[tuple[str, tuple, int]], i
         x = model.fc1(x)
         rows.append(("fc1 2304→10 (logits)", tuple(x.shape[1:]), count_parameters(model.fc1)))
     outputs = 32 * 28 * 28
-    classic = {"inputs": 784, "outputs": outputs, "parameters": 784 * outputs + outputs,
-               "conv1_parameters": count_parameters(model.conv1)}  # fmt: skip
+    classic = {
+        "inputs": 784,
+        "outputs": outputs,
+        "parameters": 784 * outputs + outputs,
+        "conv1_parameters": count_parameters(model.conv1),
+    }
     return rows, count_parameters(model), classic
 
 
-def test_predictions(ckpt, model, data_dir, batch_size: int = 1000, log=lambda _: None) -> dict:
+def predict_test_set(ckpt, model, data_dir, batch_size: int = 1000, log=lambda _: None) -> dict:
     """Every test image's prediction: images (uint8), labels, pred, conf (probability of pred)."""
     from mnistcnn.evaluate import checkpoint_test_set, predict_logits
 
     images, labels, x = checkpoint_test_set(ckpt, model, data_dir, log)
     conf, pred = torch.softmax(predict_logits(model, x, batch_size), 1).max(1)
-    return {"images": images.numpy(), "labels": labels.numpy(), "pred": pred.cpu().numpy(),
-            "conf": conf.cpu().numpy()}  # fmt: skip
+    return {
+        "images": images.numpy(),
+        "labels": labels.numpy(),
+        "pred": pred.cpu().numpy(),
+        "conf": conf.cpu().numpy(),
+    }
 
 
 def digit_from(index: int | None, image: Path | None, data_dir, log=lambda _: None) -> tuple[np.ndarray, str]:
@@ -62,7 +70,7 @@ def digit_from(index: int | None, image: Path | None, data_dir, log=lambda _: No
         from mnistcnn.predict import load_gray, preprocess
 
         return preprocess(load_gray(image), str(image)), Path(image).name
-    images, labels = data.test_split(data_dir, log)
+    images, labels = data.read_test_set(data_dir, log)
     if not 0 <= index < len(images):
         raise MnistcnnError(f"--index must be between 0 and {len(images) - 1}; got {index}")
     return images[index].numpy() / 255.0, f"test #{index} (label {int(labels[index])})"
@@ -95,6 +103,13 @@ def export(ckpt, model, fmt: str, out: Path) -> Path:
         raise MnistcnnError("ONNX export needs the export extra: pip install -e '.[export]'") from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter warns that a newer one exists
-        torch.onnx.export(model, (example,), str(out), input_names=["images"], output_names=["logits"],
-                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)  # fmt: skip
+        torch.onnx.export(
+            model,
+            (example,),
+            str(out),
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+            dynamo=False,
+        )
     return out

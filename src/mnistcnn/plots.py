@@ -53,15 +53,29 @@ def plot_loss(metrics: Path, out: Path) -> Path:
     fig.subplots_adjust(left=0.09, right=0.98, top=0.95, bottom=0.075, hspace=0.3)
     ax1, ax2 = fig.subplots(2, 1, height_ratios=[3, 2])
     ax1.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.6, label="batch loss")
-    ax1.plot(steps, _moving_average(losses, window), color="tab:blue", linewidth=1.8,
-             label=f"moving average ({window} batches)")  # fmt: skip
+    ax1.plot(
+        steps,
+        _moving_average(losses, window),
+        color="tab:blue",
+        linewidth=1.8,
+        label=f"moving average ({window} batches)",
+    )
     ends = {}
     for r in batches:
         ends[r["epoch"]] = r["step"]
     for epoch, end in sorted(ends.items())[:-1]:
         ax1.axvline(end, color="gray", linestyle="--", linewidth=0.8)
-        ax1.text(end, 0.02, f"epoch {epoch} ", transform=ax1.get_xaxis_transform(), fontsize=8,
-                 va="bottom", ha="right", color="gray", rotation=90)  # fmt: skip
+        ax1.text(
+            end,
+            0.02,
+            f"epoch {epoch} ",
+            transform=ax1.get_xaxis_transform(),
+            fontsize=8,
+            va="bottom",
+            ha="right",
+            color="gray",
+            rotation=90,
+        )
     ax1.set_yscale("log")
     ax1.set_xlabel("training step (batch)")
     ax1.set_ylabel("cross-entropy loss (log scale)")
@@ -73,11 +87,21 @@ def plot_loss(metrics: Path, out: Path) -> Path:
         xs = [r["epoch"] for r in epochs]
         ax2.plot(xs, [100 * r["train_acc"] for r in epochs], "o-", label="train (during the epoch)")
         if any("val_acc" in r for r in epochs):
-            ax2.plot([r["epoch"] for r in epochs if "val_acc" in r],
-                     [100 * r["val_acc"] for r in epochs if "val_acc" in r], "s-", label="validation")  # fmt: skip
+            ax2.plot(
+                [r["epoch"] for r in epochs if "val_acc" in r],
+                [100 * r["val_acc"] for r in epochs if "val_acc" in r],
+                "s-",
+                label="validation",
+            )
         for t in tests:
-            ax2.plot([t["epoch"]], [100 * t["test_acc"]], "*", markersize=14, color="tab:red",
-                     label=f"test {100 * t['test_acc']:.2f} %")  # fmt: skip
+            ax2.plot(
+                [t["epoch"]],
+                [100 * t["test_acc"]],
+                "*",
+                markersize=14,
+                color="tab:red",
+                label=f"test {100 * t['test_acc']:.2f} %",
+            )
         ax2.set_xticks(xs)
         ax2.legend(loc="lower right")
     else:

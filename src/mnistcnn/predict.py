@@ -49,8 +49,10 @@ def load_gray(path: Path) -> np.ndarray:
                 img.load()
                 return _to_gray(img)
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"{path} is not an image Pillow can read ({type(e).__name__}); use PNG, JPEG, BMP, "
-                         "GIF, WebP or TIFF") from None  # fmt: skip
+        raise ImageError(
+            f"{path} is not an image Pillow can read ({type(e).__name__}); use PNG, JPEG, BMP, "
+            "GIF, WebP or TIFF"
+        ) from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{path} could not be decoded ({e}); is the file complete?") from None
 
@@ -78,8 +80,10 @@ def preprocess(gray: np.ndarray, name: str = "image") -> np.ndarray:
     from PIL import Image
 
     if gray.ndim != 2 or min(gray.shape) < 2:
-        raise ImageError(f"{name} is {gray.shape[1] if gray.ndim > 1 else 1}×{gray.shape[0]} pixels; a digit needs "
-                         "at least a few pixels each way")  # fmt: skip
+        raise ImageError(
+            f"{name} is {gray.shape[1] if gray.ndim > 1 else 1}×{gray.shape[0]} pixels; a digit needs "
+            "at least a few pixels each way"
+        )
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     ink = 1.0 - gray if np.median(border) > 0.5 else gray.copy()  # light background: dark ink → invert
     ink -= np.median(np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]]))  # background to 0

@@ -39,8 +39,10 @@ class PlainReporter:
     def advance(self, steps_done: int, loss: float, images_per_s: float) -> None:
         if time.monotonic() - self.last > 10 and steps_done < self.steps:
             self.last = time.monotonic()
-            self.log(f"epoch {self.epoch}/{self.epochs} step {steps_done}/{self.steps} "
-                     f"loss {loss:.4f} {images_per_s:,.0f} img/s")  # fmt: skip
+            self.log(
+                f"epoch {self.epoch}/{self.epochs} step {steps_done}/{self.steps} "
+                f"loss {loss:.4f} {images_per_s:,.0f} img/s"
+            )
 
     def end_epoch(self, record: dict) -> None:
         self.log(format_epoch(record))

@@ -1,17 +1,14 @@
-"""Interruption and exact resume: the signal flag, where a run stands, and the checkpoint that holds it.
+"""Whether and how a run continues: the resume decision (which flags may change) and the stop signal flag.
+The checkpoint's format (and where a run stands inside it) lives in checkpoint.py.
 
-Usage: `cfg, run_dir, ckpt = prepare_resume(Path("runs/x"), overrides)`; `with StopFlag() as stop: ...`.
+Usage: `cfg, run_dir, ckpt = plan_run(config, flags, run_dir, resume)`; `with StopFlag() as stop: ...`.
 """
 
 from __future__ import annotations
 
-import random
 import signal
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
 
 from mnistcnn import checkpoint
 from mnistcnn.config import TrainConfig, validate
@@ -19,8 +16,32 @@ from mnistcnn.config import from_dict as config_from_dict
 from mnistcnn.distributed import World
 from mnistcnn.errors import MnistcnnError
 
-ENGINE_KEYS = ("epochs", "device", "precision", "loader", "eval_batch_size", "channels_last", "compile",
-               "cuda_graphs", "deterministic", "log_every")  # fmt: skip
+ENGINE_KEYS = (
+    "epochs",
+    "device",
+    "precision",
+    "loader",
+    "eval_batch_size",
+    "channels_last",
+    "compile",
+    "cuda_graphs",
+    "deterministic",
+    "log_every",
+)
+
+
+def plan_run(config: Path | None, flags: dict, run_dir: Path | None, resume: Path | None):
+    """(config, run folder, checkpoint or None) of a new run or of the run `resume` continues."""
+    if resume is None:
+        from mnistcnn.config import load_config
+        from mnistcnn.rundir import default_run_dir
+
+        return load_config(config, flags), run_dir or default_run_dir(), None
+    if config is not None or run_dir is not None:
+        raise MnistcnnError(
+            "--resume takes the config and run folder from the checkpoint; drop --config/--run-dir"
+        )
+    return prepare_resume(resume, flags)
 
 
 def prepare_resume(target: Path, overrides: dict) -> tuple[TrainConfig, Path, dict]:
@@ -83,65 +104,3 @@ def should_stop(stop: StopFlag, world: World, calls: int) -> bool:
     if agreed and stop.signum is None:
         stop.signum = signal.SIGTERM
     return agreed
-
-
-@dataclass
-class Position:
-    """Where a run stands: epochs done, batches done in the current epoch, and what was measured so far."""
-
-    epoch: int = 0
-    batch: int = 0
-    step: int = 0
-    best: float = -1.0
-    history: list = field(default_factory=list)
-    losses: list = field(default_factory=list)
-    correct: int = 0
-    seconds: float = 0.0
-
-    @classmethod
-    def of(cls, ckpt: dict | None) -> Position:
-        if ckpt is None:
-            return cls()
-        partial = ckpt.get("partial") or {}
-        history = [r for r in ckpt.get("metrics", []) if r.get("type") == "epoch"]
-        return cls(ckpt["epoch"], ckpt.get("batch", 0), ckpt["step"], ckpt.get("best", -1.0), history,
-                   partial.get("losses", []), partial.get("correct", 0), partial.get("seconds", 0.0))  # fmt: skip
-
-
-def checkpoint_state(model, optimizer, cfg, epoch, batch, step, history, best, partial=None) -> dict:
-    """Everything needed to continue exactly: `epoch` epochs done plus `batch` batches of the next one."""
-    opt_state = optimizer.state_dict()
-    for group in opt_state["param_groups"]:  # a tensor LR (CUDA graphs) is stored as a plain float
-        if isinstance(group.get("lr"), torch.Tensor):
-            group["lr"] = group["lr"].item()
-    rng = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    return {
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": opt_state,
-        "scheduler": {"name": cfg.schedule, "step": step},
-        "config": cfg.to_dict(),
-        "epoch": epoch,
-        "batch": batch,
-        "step": step,
-        "best": best,
-        "partial": partial or {},
-        "metrics": list(history),
-        "rng": rng,
-    }
-
-
-def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
-    """Load a saved optimizer state, keeping a tensor LR a tensor (CUDA graphs read it in place)."""
-    lrs = [g["lr"] for g in optimizer.param_groups]
-    try:
-        optimizer.load_state_dict(state)
-    except (ValueError, KeyError, RuntimeError) as e:
-        raise MnistcnnError(
-            f"the checkpoint's optimizer state does not fit this run ({e}); start a new run"
-        ) from None
-    for group, lr in zip(optimizer.param_groups, lrs):
-        if isinstance(lr, torch.Tensor):
-            lr.fill_(float(group["lr"]))
-            group["lr"] = lr

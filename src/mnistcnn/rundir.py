@@ -58,10 +58,11 @@ class RunDir:
         run = cls(Path(path))
         if run.metrics_path.is_file():
             keep = [
-                r for r in read_metrics(run.metrics_path)
+                r
+                for r in read_metrics(run.metrics_path)
                 if (r.get("type") == "batch" and r.get("step", 0) <= ckpt["step"])
                 or (r.get("type") == "epoch" and r.get("epoch", 0) <= ckpt["epoch"])
-            ]  # fmt: skip
+            ]
             tmp = run.path / ".metrics.jsonl.tmp"
             tmp.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in keep))
             os.replace(tmp, run.metrics_path)

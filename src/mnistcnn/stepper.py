@@ -114,8 +114,10 @@ class Stepper:
         # Warm-up steps initialise cuDNN/cuBLAS and the optimizer state on a side stream, as capture requires.
         # They must not change the run: the weights and optimizer state are restored before capturing.
         saved = {k: v.clone() for k, v in self.model.state_dict().items()}
-        saved_opt = {p: {k: v.clone() for k, v in st.items() if isinstance(v, torch.Tensor)}
-                     for p, st in self.optimizer.state.items()}  # fmt: skip
+        saved_opt = {
+            p: {k: v.clone() for k, v in st.items() if isinstance(v, torch.Tensor)}
+            for p, st in self.optimizer.state.items()
+        }
         warm_idx = torch.arange(self.batch_size, device=self.device)
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))

@@ -1,11 +1,14 @@
 """The training loop: forward, loss, backward, step — on data that lives on the device.
 
 Usage: `result = train(cfg, data_dir="data", run_dir=Path("runs/x"), reporter=PlainReporter())`.
-No host sync inside the step: losses and correct counts accumulate on the device and are read at log time.
+`Trainer` reads like its outline: prepare (data, model, stepper, run folder), then per epoch `run_epoch` and
+`end_epoch`, then `finish` (test, last checkpoint, plot). No host sync inside the step: losses and correct
+counts accumulate on the device and are read at log time.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import time
@@ -16,13 +19,14 @@ from typing import Protocol
 import torch
 
 from mnistcnn import checkpoint, data, distributed
+from mnistcnn.checkpoint import Position
 from mnistcnn.config import TrainConfig
 from mnistcnn.distributed import World
 from mnistcnn.engine import resolve_device, resolve_precision, use_channels_last
 from mnistcnn.errors import Interrupted, MnistcnnError
 from mnistcnn.evaluate import evaluate
 from mnistcnn.model import MyNet
-from mnistcnn.resume import Position, StopFlag, checkpoint_state, load_optimizer_state, should_stop
+from mnistcnn.resume import StopFlag, should_stop
 from mnistcnn.rundir import RunDir, environment
 from mnistcnn.stepper import Stepper, make_optimizer, set_lr
 
@@ -69,8 +73,8 @@ class Resident:
     y: torch.Tensor
 
     @classmethod
-    def of(cls, split, device, mean, std, channels_last: bool) -> Resident:
-        x = data.to_device(split[0], device, mean, std)
+    def of(cls, split, device, mean_std: tuple[float, float], channels_last: bool) -> Resident:
+        x = data.to_device(split[0], device, *mean_std)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return cls(x, split[1].to(device))
@@ -94,179 +98,256 @@ def train(cfg: TrainConfig, data_dir, run_dir: Path, reporter: Reporter, resume:
     world, device_name = distributed.setup(cfg.device)
     try:
         with StopFlag() as stop:
-            quiet = reporter if world.is_main else _Silent()
-            result = _train(cfg, data_dir, run_dir, quiet, world, device_name, resume, stop)
+            trainer = Trainer(cfg, world, resolve_device(device_name), reporter, stop)
+            trainer.prepare(data_dir, run_dir, resume)
+            for epoch in range(trainer.pos.epoch, cfg.epochs):
+                trainer.end_epoch(epoch, *trainer.run_epoch(epoch))
+            result = trainer.finish()
         world.barrier()  # leave together: a rank tearing gloo down while rank 0 still wrote files once aborted
         return result
     finally:
         distributed.teardown(world)
 
 
-def _train(cfg, data_dir, run_dir: Path, reporter: Reporter, world, device_name: str, resume, stop) -> dict:
-    device = resolve_device(device_name)
-    precision = resolve_precision(cfg.precision, device)
-    seed_everything(cfg.seed, cfg.deterministic)
-    root = data.resolve_data_dir(data_dir)
-    if world.is_main:  # one download; the other ranks wait, then verify what rank 0 fetched
-        source = data.ensure_mnist(root, reporter.log)
-    world.barrier()
-    if not world.is_main:
-        source = data.ensure_mnist(root)
-    train_split, val_split = data.split_train(
-        *data.load_split(root, train=True), cfg.val_split, cfg.train_limit
-    )
-    test_split = data.load_split(root, train=False)
-    run = None
-    if world.is_main:  # after every input check, so a mistake leaves no half-made run folder
-        run = RunDir.create(run_dir) if resume is None else RunDir.reopen(run_dir, resume)
-    mean, std = cfg.normalization()
-    channels_last = use_channels_last(cfg.channels_last, device)
-    train_data = Resident.of(train_split, device, mean, std, channels_last)
-    val_data = Resident.of(val_split, device, mean, std, channels_last) if val_split else None
-    test_data = Resident.of(test_split, device, mean, std, channels_last)
+class Trainer:
+    """One training run. Every rank runs the same code; only rank 0 (`self.run` not None) writes files."""
 
-    model = MyNet(cfg.activation).to(device)  # weights drawn on the CPU from the seed: same on every device
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    graphs = cfg.cuda_graphs and device.type == "cuda" and cfg.loader == "tensor" and not cfg.deterministic
-    if world.distributed and cfg.loader != "tensor":
-        raise MnistcnnError("--loader torchvision runs in a single process; drop it under torchrun")
-    forward = distributed.wrap(torch.compile(model) if cfg.compile else model, world, device)
+    def __init__(
+        self, cfg: TrainConfig, world: World, device: torch.device, reporter: Reporter, stop
+    ) -> None:
+        self.cfg, self.world, self.device, self.stop = cfg, world, device, stop
+        self.reporter = reporter if world.is_main else _Silent()
+        self.precision = resolve_precision(cfg.precision, device)
+        self.channels_last = use_channels_last(cfg.channels_last, device)
+        if world.distributed and cfg.loader != "tensor":
+            raise MnistcnnError("--loader torchvision runs in a single process; drop it under torchrun")
+        seed_everything(cfg.seed, cfg.deterministic)
 
-    if run is not None:
-        run.write_json("config.json", cfg.to_dict())
-        run.write_json("env.json", {**environment(device, precision, source), "world_size": world.size})
-        what = "resuming" if resume else "training"
-        reporter.log(f"{what} on {device} ({precision}, world size {world.size}), {len(train_data.x)} images, "
-                     f"run folder {run.path}")  # fmt: skip
+    # --- prepare: every check and every load before the first write to the run folder ---
 
-    n = len(train_data.x)
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
-    local_batch = len(world.shard(torch.arange(cfg.batch_size)))
-    scale = world.size / cfg.batch_size if world.distributed else None
+    def prepare(self, data_dir, run_dir: Path, resume: dict | None) -> None:
+        self.run_dir, self.resume = run_dir, resume
+        source = self._load_data(data_dir)
+        self.model = self._build_model(resume)
+        self.stepper = self._build_stepper(resume)
+        n = len(self.train.x)
+        self.steps_per_epoch = math.ceil(n / self.cfg.batch_size)
+        total = self.cfg.epochs * self.steps_per_epoch
+        self.lrs = [lr_at(self.cfg, s, total, self.steps_per_epoch) for s in range(total)]
+        self.lr_table = torch.tensor(self.lrs, device=self.device) if self.stepper.graphs else None
+        self.pos = Position.of(resume)
+        self.history, self.best, self.step = self.pos.history, self.pos.best, self.pos.step
+        self.run = self._open_run(source) if self.world.is_main else None
 
-    def make_stepper(graphs: bool) -> Stepper:
-        optimizer = make_optimizer(cfg, model.parameters(), device, capturable=graphs)
-        if resume is not None:
-            load_optimizer_state(optimizer, resume["optimizer"])
-        return Stepper(
-            forward, optimizer, train_data.x, train_data.y, device, precision, local_batch, graphs, scale
+    def _load_data(self, data_dir) -> str:
+        cfg, world = self.cfg, self.world
+        self.root = data.resolve_data_dir(data_dir)
+        source = data.ensure_mnist(self.root, self.reporter.log) if world.is_main else ""
+        world.barrier()  # one download; the other ranks wait, then verify what rank 0 fetched
+        if not world.is_main:
+            source = data.ensure_mnist(self.root)
+        train, val = data.split_train(*data.load_split(self.root, train=True), cfg.val_split, cfg.train_limit)
+        resident = functools.partial(
+            Resident.of, device=self.device, mean_std=cfg.normalization(), channels_last=self.channels_last
         )
+        self.train, self.val = resident(train), resident(val) if val else None
+        self.test = resident(data.load_split(self.root, train=False))
+        return source
 
-    try:
-        stepper = make_stepper(graphs)
-    except RuntimeError as e:  # capture is picky about drivers and ops; the eager step computes the same
-        reporter.log(f"CUDA graph capture failed ({str(e).splitlines()[0][:80]}); continuing without graphs")
-        stepper = make_stepper(False)
-    optimizer = stepper.optimizer
-    lrs = [lr_at(cfg, s, total_steps, steps_per_epoch) for s in range(total_steps)]
-    lr_table = torch.tensor(lrs, device=device) if stepper.graphs else None
-    pos = Position.of(resume)
-    history, best_acc, step = pos.history, pos.best, pos.step
-    for epoch in range(pos.epoch, cfg.epochs):
+    def _build_model(self, resume: dict | None) -> torch.nn.Module:
+        model = MyNet(self.cfg.activation).to(self.device)  # weights drawn on the CPU from the seed
+        if resume is not None:
+            model.load_state_dict(resume["model"])
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def _build_stepper(self, resume: dict | None) -> Stepper:
+        cfg, device = self.cfg, self.device
+        forward = distributed.wrap(
+            torch.compile(self.model) if cfg.compile else self.model, self.world, device
+        )
+        local_batch = len(self.world.shard(torch.arange(cfg.batch_size)))
+        scale = self.world.size / cfg.batch_size if self.world.distributed else None
+
+        def make(graphs: bool) -> Stepper:
+            optimizer = make_optimizer(cfg, self.model.parameters(), device, capturable=graphs)
+            if resume is not None:
+                checkpoint.load_optimizer_state(optimizer, resume["optimizer"])
+            x, y = self.train.x, self.train.y
+            return Stepper(forward, optimizer, x, y, device, self.precision, local_batch, graphs, scale)
+
+        graphs = (
+            cfg.cuda_graphs and device.type == "cuda" and cfg.loader == "tensor" and not cfg.deterministic
+        )
+        try:
+            return make(graphs)
+        except RuntimeError as e:  # capture is picky about drivers and ops; the eager step computes the same
+            self.reporter.log(
+                f"CUDA graph capture failed ({str(e).splitlines()[0][:80]}); continuing without"
+            )
+            return make(False)
+
+    def _open_run(self, source: str) -> RunDir:
+        run = RunDir.create(self.run_dir) if self.resume is None else RunDir.reopen(self.run_dir, self.resume)
+        env = {**environment(self.device, self.precision, source), "world_size": self.world.size}
+        run.write_json("config.json", self.cfg.to_dict())
+        run.write_json("env.json", env)
+        what = "resuming" if self.resume else "training"
+        self.reporter.log(
+            f"{what} on {self.device} ({self.precision}, world size {self.world.size}), "
+            f"{len(self.train.x)} images, run folder {run.path}"
+        )
+        return run
+
+    # --- one epoch ---
+
+    def run_epoch(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Train one epoch (or its rest, after a resume); return (per-batch losses, correct count, seconds)."""
+        cfg, pos = self.cfg, self.pos
         begin = pos.batch if epoch == pos.epoch else 0
-        order = data.epoch_permutation(n, cfg.seed, epoch, cfg.shuffle)
-        reporter.start_epoch(epoch + 1, cfg.epochs, steps_per_epoch)
-        losses = torch.zeros(steps_per_epoch, device=device)
-        correct = torch.zeros((), dtype=torch.long, device=device)
+        self.reporter.start_epoch(epoch + 1, cfg.epochs, self.steps_per_epoch)
+        losses = torch.zeros(self.steps_per_epoch, device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
         earlier = 0.0  # seconds spent on this epoch before an interruption
         if begin:
-            losses[:begin] = torch.tensor(pos.losses, device=device)
-            correct += pos.correct if world.is_main else 0  # summed over ranks at the end of the epoch
+            losses[:begin] = torch.tensor(pos.losses, device=self.device)
+            correct += pos.correct if self.world.is_main else 0  # summed over ranks at the end of the epoch
             earlier = pos.seconds
-        if cfg.loader == "tensor":
-            chunks = _resident_epoch(
-                stepper, order.to(device), cfg.batch_size, step, lrs, lr_table, world, begin
-            )
-        else:
-            chunks = _torchvision_epoch(stepper, root, order, cfg, lrs[step:], channels_last, begin)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)  # epoch time = GPU time: nothing queued from before counts
+        chunks = self._chunks(epoch, begin)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # epoch time = GPU time: nothing queued from before counts
         t0 = last_sync = time.perf_counter()
         i = logged = begin
         for calls, (loss_k, ok) in enumerate(chunks, 1):
             losses[i : i + len(loss_k)] = loss_k
             correct += ok
-            i += len(loss_k)
-            step += len(loss_k)
-            stopping = should_stop(stop, world, calls)
-            due = (i - logged >= cfg.log_every) if cfg.log_every else (time.perf_counter() - last_sync > 0.5)
-            if due or stopping or i == steps_per_epoch:
-                values = losses[logged:i].tolist()  # the one host sync, at log time
-                _check_finite(values, step - len(values) + 1, run)
-                if not world.distributed:  # data-parallel batch losses are complete only after the reduce
-                    _append_batches(run, epoch, step - len(values) + 1, values)
-                logged, last_sync = i, time.perf_counter()
-                reporter.advance(i, sum(values) / len(values), min(n, i * cfg.batch_size) / (last_sync - t0))
-            if stopping and i < steps_per_epoch:
-                world.all_reduce_(losses, average=True)
-                world.all_reduce_(correct)
-                partial = {
-                    "losses": losses[:i].tolist(),
-                    "correct": int(correct),
-                    "seconds": earlier + last_sync - t0,
-                }
-                if run is not None:
-                    if world.distributed:
-                        _append_batches(run, epoch, step - i + begin + 1, partial["losses"][begin:])
-                    state = checkpoint_state(
-                        model, optimizer, cfg, epoch, i, step, history, best_acc, partial
-                    )
-                    checkpoint.save(run.path / "last.pt", state)
-                world.barrier()  # every rank agreed to stop here (should_stop): leave after rank 0 has saved
-                raise Interrupted(stop.signum, run_dir)
-        world.all_reduce_(losses, average=True)
-        world.all_reduce_(correct)
-        seconds = earlier + time.perf_counter() - t0
+            i, self.step = i + len(loss_k), self.step + len(loss_k)
+            stopping = should_stop(self.stop, self.world, calls)
+            since = time.perf_counter() - last_sync
+            due = (i - logged >= cfg.log_every) if cfg.log_every else since > 0.5
+            if due or stopping or i == self.steps_per_epoch:
+                last_sync = self._log_batches(
+                    epoch, losses[logged:i], min(len(self.train.x), i * cfg.batch_size), i, t0
+                )
+                logged = i
+            if stopping and i < self.steps_per_epoch:
+                self._stop_mid_epoch(epoch, losses, correct, i, begin, earlier + last_sync - t0)
+        return losses, correct, earlier + time.perf_counter() - t0
+
+    def _chunks(self, epoch: int, begin: int):
+        cfg = self.cfg
+        order = data.epoch_permutation(len(self.train.x), cfg.seed, epoch, cfg.shuffle)
+        if cfg.loader == "tensor":
+            perm = order.to(self.device)
+            return _resident_epoch(
+                self.stepper, perm, cfg.batch_size, self.step, self.lrs, self.lr_table, self.world, begin
+            )
+        return _torchvision_epoch(
+            self.stepper, self.root, order, cfg, self.lrs[self.step :], self.channels_last, begin
+        )
+
+    def _log_batches(self, epoch: int, pending: torch.Tensor, images: int, done: int, t0: float) -> float:
+        """Read the pending batch losses (the one host sync, at log time), check them, log them."""
+        values = pending.tolist()
+        first = self.step - len(values) + 1
+        _check_finite(values, first, self.run)
+        if not self.world.distributed:  # data-parallel batch losses are complete only after the reduce
+            _append_batches(self.run, epoch, first, values)
+        now = time.perf_counter()
+        self.reporter.advance(done, sum(values) / len(values), images / (now - t0))
+        return now
+
+    def _stop_mid_epoch(self, epoch, losses, correct, i: int, begin: int, seconds: float):
+        """Every rank agreed to stop after batch `i`: save where the run stands and raise Interrupted."""
+        self.world.all_reduce_(losses, average=True)
+        self.world.all_reduce_(correct)
+        partial = {"losses": losses[:i].tolist(), "correct": int(correct), "seconds": seconds}
+        if self.run is not None:
+            if self.world.distributed:
+                _append_batches(self.run, epoch, self.step - i + begin + 1, partial["losses"][begin:])
+            self._save("last.pt", epoch, i, partial)
+        self.world.barrier()  # leave after rank 0 has saved
+        raise Interrupted(self.stop.signum, self.run_dir)
+
+    def end_epoch(self, epoch: int, losses: torch.Tensor, correct: torch.Tensor, seconds: float) -> None:
+        """Reduce, record, validate, checkpoint (last.pt; best.pt when validation improved)."""
+        cfg, n = self.cfg, len(self.train.x)
+        begin = self.pos.batch if epoch == self.pos.epoch else 0
+        self.world.all_reduce_(losses, average=True)
+        self.world.all_reduce_(correct)
         per_batch = losses.tolist()
-        if world.distributed and run is not None:
-            _append_batches(run, epoch, step - steps_per_epoch + begin + 1, per_batch[begin:])
-        sizes = [min(cfg.batch_size, n - k * cfg.batch_size) for k in range(steps_per_epoch)]
+        if self.world.distributed and self.run is not None:
+            _append_batches(self.run, epoch, self.step - self.steps_per_epoch + begin + 1, per_batch[begin:])
+        sizes = [min(cfg.batch_size, n - k * cfg.batch_size) for k in range(self.steps_per_epoch)]
         record = {
             "type": "epoch",
             "epoch": epoch + 1,
             "train_loss": sum(v * s for v, s in zip(per_batch, sizes)) / n,
             "train_acc": correct.item() / n,
-            "lr": lrs[step - 1],
+            "lr": self.lrs[self.step - 1],
             "seconds": seconds,
             "images_per_s": n / seconds,
         }
-        if val_data is not None:
-            val = evaluate(model, val_data.x, val_data.y, cfg.eval_batch_size, precision, world)
+        if self.val is not None:
+            val = self._evaluate(self.val)
             record.update(val_loss=val["loss"], val_acc=val["accuracy"])
-        history.append(record)
-        reporter.end_epoch(record)
+        self.history.append(record)
+        self.reporter.end_epoch(record)
         score = record.get("val_acc", epoch)  # without a validation split the newest epoch counts as best
-        improved = score > best_acc
-        best_acc = max(best_acc, score)
-        if run is not None:
-            run.append(record)
-            state = checkpoint_state(model, optimizer, cfg, epoch + 1, 0, step, history, best_acc)
-            checkpoint.save(run.path / "last.pt", state)
+        improved, self.best = score > self.best, max(self.best, score)
+        if self.run is not None:
+            self.run.append(record)
+            self._save("last.pt", epoch + 1)
             if improved:
-                checkpoint.save(run.path / "best.pt", state)
-        if stop.signum is not None and epoch + 1 < cfg.epochs:  # a signal in the epoch's last chunk
-            raise Interrupted(stop.signum, run_dir)
+                self._save("best.pt", epoch + 1)
+        if self.stop.signum is not None and epoch + 1 < cfg.epochs:  # a signal in the epoch's last chunk
+            raise Interrupted(self.stop.signum, self.run_dir)
 
-    test = evaluate(model, test_data.x, test_data.y, cfg.eval_batch_size, precision, world)
-    final = {"type": "test", "epoch": cfg.epochs, "test_loss": test["loss"], "test_acc": test["accuracy"],
-             "per_class": test["per_class"], "n": test["n"],
-             "train_seconds": sum(r["seconds"] for r in history if r["type"] == "epoch")}  # fmt: skip
-    history.append(final)
-    result = {**final, "run_dir": str(run_dir), "device": str(device), "precision": precision,
-              "is_main": world.is_main}  # fmt: skip
-    if run is None:
+    # --- the end ---
+
+    def finish(self) -> dict:
+        """Test-set metrics, the final checkpoint and the loss plot; returns what the CLI prints."""
+        test = self._evaluate(self.test)
+        final = {
+            "type": "test",
+            "epoch": self.cfg.epochs,
+            "test_loss": test["loss"],
+            "test_acc": test["accuracy"],
+            "per_class": test["per_class"],
+            "n": test["n"],
+            "train_seconds": sum(r["seconds"] for r in self.history if r["type"] == "epoch"),
+        }
+        self.history.append(final)
+        result = {
+            **final,
+            "run_dir": str(self.run_dir),
+            "device": str(self.device),
+            "precision": self.precision,
+            "is_main": self.world.is_main,
+        }
+        if self.run is not None:
+            self.run.append(final)
+            self._save("last.pt", self.cfg.epochs)
+            from mnistcnn.plots import plot_loss
+
+            plot_loss(self.run.metrics_path, self.run.path / "loss.png")
         return result
-    run.append(final)
-    state = checkpoint_state(model, optimizer, cfg, cfg.epochs, 0, step, history, best_acc)
-    checkpoint.save(run.path / "last.pt", state)
-    from mnistcnn.plots import plot_loss
 
-    plot_loss(run.metrics_path, run.path / "loss.png")
-    return result
+    def _evaluate(self, split: Resident) -> dict:
+        return evaluate(self.model, split.x, split.y, self.cfg.eval_batch_size, self.precision, self.world)
+
+    def _save(self, name: str, epoch: int, batch: int = 0, partial: dict | None = None) -> None:
+        state = checkpoint.build(
+            self.model,
+            self.stepper.optimizer,
+            self.cfg,
+            epoch,
+            batch,
+            self.step,
+            self.history,
+            self.best,
+            partial,
+        )
+        checkpoint.save(self.run.path / name, state)
 
 
 def _check_finite(values: list[float], first_step: int, run) -> None:

@@ -45,8 +45,15 @@ def confusion_png(matrix, out: Path, title: str = "Confusion matrix (test set)")
     im = ax.imshow(shown, cmap="Blues")
     for i in range(10):
         for j in range(10):
-            ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=8,
-                    color="white" if shown[i, j] > shown.max() * 0.6 else "black")  # fmt: skip
+            ax.text(
+                j,
+                i,
+                str(m[i, j]),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if shown[i, j] > shown.max() * 0.6 else "black",
+            )
     ax.set_xticks(range(10))
     ax.set_yticks(range(10))
     ax.set_xlabel("predicted digit")
@@ -132,12 +139,20 @@ def kernels_png(image, out: Path) -> Path:
         kv = max(abs(k).max(), 1e-6)
         axes[0, col].imshow(k, cmap="RdBu_r", vmin=-kv, vmax=kv)
         for (i, j), v in np.ndenumerate(k):
-            axes[0, col].text(j, i, f"{v:.2g}", ha="center", va="center", fontsize=10,
-                              color="white" if abs(v) > 0.6 * kv else "black")  # fmt: skip
+            axes[0, col].text(
+                j,
+                i,
+                f"{v:.2g}",
+                ha="center",
+                va="center",
+                fontsize=10,
+                color="white" if abs(v) > 0.6 * kv else "black",
+            )
         axes[0, col].set_title(f"kernel: {name}")
         lim = float(np.abs(y).max()) or 1.0
-        im = axes[1, col].imshow(y, cmap="gray" if y.min() >= 0 else "RdBu_r",
-                                 vmin=0 if y.min() >= 0 else -lim, vmax=lim)  # fmt: skip
+        im = axes[1, col].imshow(
+            y, cmap="gray" if y.min() >= 0 else "RdBu_r", vmin=0 if y.min() >= 0 else -lim, vmax=lim
+        )
         axes[1, col].set_title("output")
         fig.colorbar(im, ax=axes[1, col], shrink=0.7)
         for ax in axes[:, col]:

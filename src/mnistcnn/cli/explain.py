@@ -1,7 +1,7 @@
-"""The explain commands of the CLI: predict, failures, show filters|features|kernels|activations, summary,
-export. Registered on `mnistcnn.cli.app` when that module loads; imports nothing heavy at module level.
+"""The commands that look at a trained model: eval, plot-loss, predict, failures, show
+filters|features|kernels|activations, summary, export. Imports nothing heavy at module level.
 
-Usage: `mnistcnn predict runs/R/last.pt seven.png`, `mnistcnn show filters runs/R/last.pt`.
+Usage: `mnistcnn eval runs/R/last.pt`, `mnistcnn predict runs/R/last.pt seven.png`, `mnistcnn show filters runs/R`.
 """
 
 from __future__ import annotations
@@ -12,15 +12,75 @@ from typing import Annotated
 
 import typer
 
-from mnistcnn.cli import DataDir, Device, app, fail, user_errors
+from mnistcnn.cli.common import Checkpoint, DataDir, Device, fail, sub_app
 
-Checkpoint = Annotated[Path, typer.Argument(help="A checkpoint (RUN/last.pt, RUN/best.pt) or a run folder.")]
 Out = Annotated[Path, typer.Option(help="PNG file to write.")]
 Index = Annotated[int | None, typer.Option(help="Use test-set image N instead of an IMAGE file.")]
 
 
-@app.command()
-@user_errors
+def eval_(
+    checkpoint: Checkpoint,
+    data_dir: DataDir = None,
+    device: Device = "auto",
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 1000,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of tables.")
+    ] = False,
+    confusion: Annotated[
+        Path | None,
+        typer.Option(help="Also draw the 10×10 confusion matrix into this PNG (and add it to --json)."),
+    ] = None,
+) -> None:
+    """Test accuracy, average loss and per-class accuracy of a checkpoint."""
+    from mnistcnn.evaluate import evaluate_checkpoint
+
+    log = (lambda m: typer.echo(m, err=True)) if json_out else typer.echo
+    m = evaluate_checkpoint(checkpoint, data_dir, device, batch_size, log=log)
+    if confusion is not None:
+        from mnistcnn.views import confusion_png
+
+        log(f"wrote {confusion_png(m['confusion'], confusion)}")
+    if json_out:
+        keys = ("accuracy", "loss", "per_class", "n") + (("confusion",) if confusion else ())
+        typer.echo(json.dumps({k: m[k] for k in keys}))
+        return
+    _print_eval(m, checkpoint)
+
+
+def _print_eval(m: dict, checkpoint: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"per-class accuracy of {checkpoint}", highlight=False, soft_wrap=True)
+    table = Table()
+    for name in ("digit", "images", "correct", "accuracy"):
+        table.add_column(name, justify="right")
+    for digit in range(10):
+        row = m["confusion"][digit]
+        table.add_row(str(digit), str(sum(row)), str(row[digit]), f"{100 * m['per_class'][digit]:.2f} %")
+    console.print(table)
+    console.print(
+        f"test accuracy {100 * m['accuracy']:.2f} % ({m['n']} images), average loss {m['loss']:.4f}"
+    )
+
+
+def plot_loss(
+    target: Annotated[
+        Path | None, typer.Argument(help="Run folder or metrics.jsonl (default: the newest run in runs/).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="PNG to write (default: loss.png beside metrics.jsonl).")
+    ] = None,
+) -> None:
+    """Plot the batch loss (with a moving average) and the accuracy per epoch."""
+    from mnistcnn.plots import plot_loss as draw
+    from mnistcnn.plots import resolve_metrics
+
+    metrics = resolve_metrics(target)
+    typer.echo(f"wrote {draw(metrics, out or metrics.parent / 'loss.png')}")
+
+
 def predict(
     checkpoint: Checkpoint,
     images: Annotated[
@@ -51,8 +111,10 @@ def predict(
 
         inputs_png(grays, digits, [str(p) for p in paths], probs, show_input)
     if json_out:
-        rows = [{"path": str(p), "prediction": int(q.argmax()), "probabilities": [round(float(v), 6) for v in q]}
-                for p, q in zip(paths, probs)]  # fmt: skip
+        rows = [
+            {"path": str(p), "prediction": int(q.argmax()), "probabilities": [round(float(v), 6) for v in q]}
+            for p, q in zip(paths, probs)
+        ]
         typer.echo(json.dumps(rows))
         return
     for p, q in zip(paths, probs):
@@ -62,8 +124,6 @@ def predict(
         typer.echo(f"wrote {show_input}")
 
 
-@app.command()
-@user_errors
 def failures(
     checkpoint: Checkpoint,
     out: Out = Path("failures.png"),
@@ -73,13 +133,13 @@ def failures(
 ) -> None:
     """A grid of misclassified test digits, most confident mistakes first ("Some Failures")."""
     from mnistcnn.checkpoint import load_model
-    from mnistcnn.explain import test_predictions
+    from mnistcnn.explain import predict_test_set
     from mnistcnn.views import failures_png
 
     if n <= 0:
         raise fail(f"--n must be > 0; got {n}")
     ckpt, model = load_model(checkpoint, device)
-    p = test_predictions(ckpt, model, data_dir, log=typer.echo)
+    p = predict_test_set(ckpt, model, data_dir, log=typer.echo)
     wrong = p["pred"] != p["labels"]
     if not wrong.any():
         typer.echo("no misclassified test digit: nothing to draw")
@@ -88,16 +148,10 @@ def failures(
     typer.echo(f"{int(wrong.sum())} of {len(wrong)} test digits misclassified; wrote {out}")
 
 
-show_app = typer.Typer(
-    help="The lecture's pictures: filters, feature maps, kernels, activations.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-)
-app.add_typer(show_app, name="show")
+show_app = sub_app("The lecture's pictures: filters, feature maps, kernels, activations.")
 
 
 @show_app.command("filters")
-@user_errors
 def show_filters(checkpoint: Checkpoint, out: Out = Path("filters.png")) -> None:
     """conv1's 32 learned 3×3 kernels on one shared colour scale."""
     from mnistcnn.checkpoint import load_model
@@ -108,7 +162,6 @@ def show_filters(checkpoint: Checkpoint, out: Out = Path("filters.png")) -> None
 
 
 @show_app.command("features")
-@user_errors
 def show_features(
     checkpoint: Checkpoint,
     image: Annotated[Path | None, typer.Argument(help="A digit image (or use --index).")] = None,
@@ -127,7 +180,6 @@ def show_features(
 
 
 @show_app.command("kernels")
-@user_errors
 def show_kernels(
     image: Annotated[Path | None, typer.Argument(help="A digit image (or use --index).")] = None,
     index: Index = None,
@@ -143,7 +195,6 @@ def show_kernels(
 
 
 @show_app.command("activations")
-@user_errors
 def show_activations(out: Out = Path("activations.png")) -> None:
     """Step, sigmoid (slopes 0.5/1/2), tanh and ReLU on one figure."""
     from mnistcnn.views import activations_png
@@ -151,8 +202,6 @@ def show_activations(out: Out = Path("activations.png")) -> None:
     typer.echo(f"wrote {activations_png(out)}")
 
 
-@app.command()
-@user_errors
 def summary(
     checkpoint: Annotated[Path | None, typer.Argument(help="A checkpoint (default: a fresh MyNet).")] = None,
 ) -> None:
@@ -181,8 +230,6 @@ def summary(
     )
 
 
-@app.command()
-@user_errors
 def export(
     checkpoint: Checkpoint,
     format: Annotated[str, typer.Option("--format", help="onnx or torchscript.")] = "onnx",

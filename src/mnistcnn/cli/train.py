@@ -1,0 +1,96 @@
+"""`mnistcnn train`: flags → TrainConfig → one call to `mnistcnn.train.train` → the result line.
+
+Usage: `mnistcnn train --config configs/fast.toml`, `mnistcnn train --resume runs/<time> --epochs 8`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mnistcnn.cli.common import DataDir
+
+# The options that are not TrainConfig keys; every other option of `train` is one.
+_NOT_CONFIG = ("config", "data_dir", "run_dir", "resume")
+
+
+def train(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option(help="TOML file of TrainConfig keys (see configs/).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the training set.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per optimizer step.")] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Learning rate (the peak LR with --schedule onecycle).")
+    ] = None,
+    optimizer: Annotated[str | None, typer.Option(help="adam or sgd (with momentum).")] = None,
+    schedule: Annotated[str | None, typer.Option(help="none, onecycle or step.")] = None,
+    activation: Annotated[str | None, typer.Option(help="relu (the lecture's), sigmoid or tanh.")] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto (cuda → mps → cpu), cpu, cuda, cuda:N, mps.")
+    ] = None,
+    precision: Annotated[str | None, typer.Option(help="auto, fp32, bf16 or fp16 (autocast).")] = None,
+    loader: Annotated[
+        str | None,
+        typer.Option(help="tensor (data on the device) or torchvision (the lecture's DataLoader)."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seeds the weights and every epoch's shuffle.")] = None,
+    val_split: Annotated[int | None, typer.Option(help="Training images held out for validation.")] = None,
+    train_limit: Annotated[
+        int | None, typer.Option(help="Train on the first N training images only.")
+    ] = None,
+    compile: Annotated[
+        bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.")
+    ] = None,
+    cuda_graphs: Annotated[
+        bool | None, typer.Option("--cuda-graphs/--no-cuda-graphs", help="Capture and replay the CUDA step.")
+    ] = None,
+    deterministic: Annotated[
+        bool | None, typer.Option("--deterministic/--no-deterministic", help="Deterministic algorithms.")
+    ] = None,
+    log_every: Annotated[
+        int | None, typer.Option(help="Read losses back every N steps (default: about twice a second).")
+    ] = None,
+    data_dir: DataDir = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Run folder to create (default runs/<time>).")] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Continue a run: its folder or checkpoint (--epochs may raise the total)."),
+    ] = None,
+) -> None:
+    """Train MyNet and write a run folder (config, metrics, checkpoints, loss plot). Ctrl-C saves and stops."""
+    from mnistcnn.errors import Interrupted
+    from mnistcnn.report import reporter_for_stdout
+    from mnistcnn.resume import plan_run
+    from mnistcnn.train import train as run_training
+
+    flags = {k: v for k, v in ctx.params.items() if k not in _NOT_CONFIG}
+    cfg, run_dir, ckpt = plan_run(config, flags, run_dir, resume)
+    start = time.perf_counter()
+    try:
+        result = run_training(cfg, data_dir, run_dir, reporter_for_stdout(), resume=ckpt)
+    except Interrupted as e:
+        if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+            again = f"mnistcnn train --resume {e.run_dir}" + (f" --data-dir {data_dir}" if data_dir else "")
+            typer.echo(f"interrupted: saved {Path(e.run_dir) / 'last.pt'}; continue with: {again}", err=True)
+        raise typer.Exit(128 + e.signum) from None
+    if result["is_main"]:
+        _print_result(result, time.perf_counter() - start, data_dir)
+
+
+def _print_result(result: dict, seconds: float, data_dir) -> None:
+    run = Path(result["run_dir"])
+    data = f" --data-dir {data_dir}" if data_dir else ""
+    typer.echo(
+        f"test accuracy {100 * result['test_acc']:.2f} % (loss {result['test_loss']:.4f}) on {result['n']} "
+        f"images; {seconds:.1f} s on {result['device']} ({result['precision']})"
+    )
+    typer.echo(f"run folder: {run}")
+    typer.echo(f"wrote: {run / 'last.pt'}, {run / 'best.pt'}, {run / 'metrics.jsonl'}, {run / 'loss.png'}")
+    typer.echo("next:")
+    typer.echo(f"  mnistcnn eval {run / 'last.pt'}{data}")
+    typer.echo(f"  mnistcnn failures {run / 'last.pt'}{data} --out failures.png")
+    typer.echo(f"  mnistcnn predict {run / 'last.pt'} my_digit.png --show-input seen.png")
