@@ -7,10 +7,11 @@ import torch
 from mnistcnn import data
 from mnistcnn.config import TrainConfig, load_config
 from mnistcnn.distributed import World
+from mnistcnn.epochs import lr_at, resident_epoch
 from mnistcnn.model import MyNet
 from mnistcnn.report import PlainReporter
 from mnistcnn.stepper import Stepper, make_optimizer
-from mnistcnn.train import _resident_epoch, lr_at, train
+from mnistcnn.train import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -32,7 +33,7 @@ def epoch_losses(mnist_root, graphs: bool, batch_size: int, train_limit: int):
     # a replayed graph returns the same static tensors every time: copy each chunk's result before the next
     out = [
         (loss.clone(), int(c))
-        for loss, c in _resident_epoch(stepper, perm, batch_size, 0, lrs, table, World.single())
+        for loss, c in resident_epoch(stepper, perm, batch_size, 0, lrs, table, World.single())
     ]
     losses = torch.cat([loss for loss, _ in out]).cpu()
     correct = sum(c for _, c in out)

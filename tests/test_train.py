@@ -6,10 +6,11 @@ import torch
 
 from mnistcnn import data
 from mnistcnn.config import TrainConfig, load_config
+from mnistcnn.epochs import lr_at
 from mnistcnn.model import MyNet
 from mnistcnn.report import PlainReporter
 from mnistcnn.stepper import Stepper, make_optimizer
-from mnistcnn.train import lr_at, train
+from mnistcnn.train import train
 
 
 def quiet():

@@ -11,33 +11,31 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mnistcnn import data
 from mnistcnn.errors import MnistcnnError
-from mnistcnn.model import ACTIVATIONS, MyNet, count_parameters
+from mnistcnn.model import MyNet, count_parameters
 
 
 def summary(model: MyNet | None = None) -> tuple[list[tuple[str, tuple, int]], int, dict]:
     """Per layer (name, output shape without batch, parameters), the total, and the lecture's comparison with
     a fully-connected layer producing the same first-layer activations."""
     model = model or MyNet()
-    act = ACTIVATIONS[model.activation]
     x = torch.zeros(1, 1, 28, 28)
-    rows = [("input", tuple(x.shape[1:]), 0)]
     with torch.no_grad():
-        x = model.conv1(x)
-        rows.append(("conv1 3×3, 1→32, pad 1", tuple(x.shape[1:]), count_parameters(model.conv1)))
-        x = act(F.max_pool2d(x, 2))
-        rows.append((f"{model.activation} + max-pool 2", tuple(x.shape[1:]), 0))
-        x = model.conv2(x)
-        rows.append(("conv2 3×3, 32→64", tuple(x.shape[1:]), count_parameters(model.conv2)))
-        x = act(F.max_pool2d(x, 2))
-        rows.append((f"{model.activation} + max-pool 2", tuple(x.shape[1:]), 0))
-        x = x.flatten(1)
-        rows.append(("flatten", tuple(x.shape[1:]), 0))
-        x = model.fc1(x)
-        rows.append(("fc1 2304→10 (logits)", tuple(x.shape[1:]), count_parameters(model.fc1)))
+        f1, f2 = model.features(x)
+        c1, c2 = model.conv1(x), model.conv2(f1)  # the shapes before pooling, for the table
+        logits = model(x)
+    shape = lambda t: tuple(t.shape[1:])  # noqa: E731  (without the batch dimension)
+    rows = [
+        ("input", shape(x), 0),
+        ("conv1 3×3, 1→32, pad 1", shape(c1), count_parameters(model.conv1)),
+        (f"{model.activation} + max-pool 2", shape(f1), 0),
+        ("conv2 3×3, 32→64", shape(c2), count_parameters(model.conv2)),
+        (f"{model.activation} + max-pool 2", shape(f2), 0),
+        ("flatten", (f2[0].numel(),), 0),
+        ("fc1 2304→10 (logits)", shape(logits), count_parameters(model.fc1)),
+    ]
     outputs = 32 * 28 * 28
     classic = {
         "inputs": 784,

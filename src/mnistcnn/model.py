@@ -24,21 +24,21 @@ class MyNet(nn.Module):
         self.conv2 = nn.Conv2d(32, 64, kernel_size=3, stride=1)
         self.fc1 = nn.Linear(64 * 6 * 6, 10)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        act = ACTIVATIONS[self.activation]
-        # The lecture applies the activation, then pools. Every activation offered here is monotonic
-        # non-decreasing, so max-pool commutes with it: pooling first computes the same values and gradients
-        # and runs the elementwise op on 4x fewer numbers (it dominates the CPU step time otherwise).
-        x = act(F.max_pool2d(self.conv1(x), 2))  # (B, 32, 14, 14)
-        x = act(F.max_pool2d(self.conv2(x), 2))  # (B, 64, 6, 6)
-        return self.fc1(x.flatten(1))  # (B, 10) logits
+    def block(self, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        """One conv block: convolution, then activation and max-pool 2.
+
+        The lecture applies the activation, then pools. Every activation offered here is monotonic
+        non-decreasing, so max-pool commutes with it: pooling first computes the same values and gradients and
+        runs the elementwise op on 4x fewer numbers (it dominates the CPU step time otherwise)."""
+        return ACTIVATIONS[self.activation](F.max_pool2d(conv(x), 2))
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The feature maps after each conv block (activation and pooling applied), for the explain views."""
-        act = ACTIVATIONS[self.activation]
-        f1 = act(F.max_pool2d(self.conv1(x), 2))
-        f2 = act(F.max_pool2d(self.conv2(f1), 2))
-        return f1, f2
+        """The feature maps after each conv block: (B, 32, 14, 14) and (B, 64, 6, 6)."""
+        f1 = self.block(self.conv1, x)
+        return f1, self.block(self.conv2, f1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc1(self.features(x)[1].flatten(1))  # (B, 2304) → (B, 10) logits
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Protocol
 
 from rich.console import Console
 from rich.progress import (
@@ -14,6 +15,22 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+
+class Reporter(Protocol):
+    def log(self, text: str) -> None: ...
+    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None: ...
+    def advance(self, steps_done: int, loss: float, images_per_s: float) -> None: ...
+    def end_epoch(self, record: dict) -> None: ...
+
+
+class Silent:
+    """The reporter of ranks other than 0: they train, rank 0 talks."""
+
+    def log(self, text: str) -> None: ...
+    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None: ...
+    def advance(self, steps_done: int, loss: float, images_per_s: float) -> None: ...
+    def end_epoch(self, record: dict) -> None: ...
 
 
 def format_epoch(r: dict) -> str:

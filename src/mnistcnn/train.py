@@ -12,13 +12,11 @@ import functools
 import math
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import torch
 
-from mnistcnn import checkpoint, data, distributed
+from mnistcnn import checkpoint, data, distributed, epochs
 from mnistcnn.checkpoint import Position
 from mnistcnn.config import TrainConfig
 from mnistcnn.distributed import World
@@ -26,31 +24,10 @@ from mnistcnn.engine import resolve_device, resolve_precision, use_channels_last
 from mnistcnn.errors import Interrupted, MnistcnnError
 from mnistcnn.evaluate import evaluate
 from mnistcnn.model import MyNet
+from mnistcnn.report import Reporter, Silent
 from mnistcnn.resume import StopFlag, should_stop
 from mnistcnn.rundir import RunDir, environment
-from mnistcnn.stepper import Stepper, make_optimizer, set_lr
-
-
-class Reporter(Protocol):
-    def log(self, text: str) -> None: ...
-    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None: ...
-    def advance(self, steps_done: int, loss: float, images_per_s: float) -> None: ...
-    def end_epoch(self, record: dict) -> None: ...
-
-
-def lr_at(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
-    """The learning rate of optimizer step `step` (0-based): a pure function, so resume needs only the step."""
-    if cfg.schedule == "none":
-        return cfg.lr
-    if cfg.schedule == "step":
-        return cfg.lr * cfg.step_gamma ** ((step // steps_per_epoch) // cfg.step_every)
-    # onecycle: linear warm-up from lr/25 to lr, then cosine down to lr/25/1e4 (torch's OneCycleLR shape)
-    low, final = cfg.lr / 25, cfg.lr / 25 / 1e4
-    warm = int(cfg.warmup * total_steps)
-    if step < warm:
-        return low + (cfg.lr - low) * step / warm
-    progress = min(1.0, (step - warm) / max(1, total_steps - warm))
-    return final + (cfg.lr - final) * 0.5 * (1 + math.cos(math.pi * progress))
+from mnistcnn.stepper import Stepper, make_optimizer
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -63,30 +40,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
-
-
-@dataclass
-class Resident:
-    """A labelled split, normalised, on the device."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-
-    @classmethod
-    def of(cls, split, device, mean_std: tuple[float, float], channels_last: bool) -> Resident:
-        x = data.to_device(split[0], device, *mean_std)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return cls(x, split[1].to(device))
-
-
-class _Silent:
-    """The reporter of ranks other than 0: they train, rank 0 talks."""
-
-    def log(self, text: str) -> None: ...
-    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None: ...
-    def advance(self, steps_done: int, loss: float, images_per_s: float) -> None: ...
-    def end_epoch(self, record: dict) -> None: ...
 
 
 def train(cfg: TrainConfig, data_dir, run_dir: Path, reporter: Reporter, resume: dict | None = None) -> dict:
@@ -116,7 +69,7 @@ class Trainer:
         self, cfg: TrainConfig, world: World, device: torch.device, reporter: Reporter, stop
     ) -> None:
         self.cfg, self.world, self.device, self.stop = cfg, world, device, stop
-        self.reporter = reporter if world.is_main else _Silent()
+        self.reporter = reporter if world.is_main else Silent()
         self.precision = resolve_precision(cfg.precision, device)
         self.channels_last = use_channels_last(cfg.channels_last, device)
         if world.distributed and cfg.loader != "tensor":
@@ -133,7 +86,7 @@ class Trainer:
         n = len(self.train.x)
         self.steps_per_epoch = math.ceil(n / self.cfg.batch_size)
         total = self.cfg.epochs * self.steps_per_epoch
-        self.lrs = [lr_at(self.cfg, s, total, self.steps_per_epoch) for s in range(total)]
+        self.lrs = [epochs.lr_at(self.cfg, s, total, self.steps_per_epoch) for s in range(total)]
         self.lr_table = torch.tensor(self.lrs, device=self.device) if self.stepper.graphs else None
         self.pos = Position.of(resume)
         self.history, self.best, self.step = self.pos.history, self.pos.best, self.pos.step
@@ -148,7 +101,10 @@ class Trainer:
             source = data.ensure_mnist(self.root)
         train, val = data.split_train(*data.load_split(self.root, train=True), cfg.val_split, cfg.train_limit)
         resident = functools.partial(
-            Resident.of, device=self.device, mean_std=cfg.normalization(), channels_last=self.channels_last
+            epochs.Resident.of,
+            device=self.device,
+            mean_std=cfg.normalization(),
+            channels_last=self.channels_last,
         )
         self.train, self.val = resident(train), resident(val) if val else None
         self.test = resident(data.load_split(self.root, train=False))
@@ -238,10 +194,10 @@ class Trainer:
         order = data.epoch_permutation(len(self.train.x), cfg.seed, epoch, cfg.shuffle)
         if cfg.loader == "tensor":
             perm = order.to(self.device)
-            return _resident_epoch(
+            return epochs.resident_epoch(
                 self.stepper, perm, cfg.batch_size, self.step, self.lrs, self.lr_table, self.world, begin
             )
-        return _torchvision_epoch(
+        return epochs.torchvision_epoch(
             self.stepper, self.root, order, cfg, self.lrs[self.step :], self.channels_last, begin
         )
 
@@ -332,7 +288,7 @@ class Trainer:
             plot_loss(self.run.metrics_path, self.run.path / "loss.png")
         return result
 
-    def _evaluate(self, split: Resident) -> dict:
+    def _evaluate(self, split: epochs.Resident) -> dict:
         return evaluate(self.model, split.x, split.y, self.cfg.eval_batch_size, self.precision, self.world)
 
     def _save(self, name: str, epoch: int, batch: int = 0, partial: dict | None = None) -> None:
@@ -371,40 +327,3 @@ def _append_batches(run: RunDir, epoch: int, first_step: int, values: list[float
             for j, v in enumerate(values)
         )
     )
-
-
-def _resident_epoch(stepper: Stepper, perm, bs: int, step: int, lrs, lr_table, world: World, begin: int = 0):
-    """Yield (losses, correct) per chunk of steps over one epoch of the resident data.
-
-    `bs` is the global batch; under torchrun each rank takes its shard of every global batch.
-    """
-    n = len(perm)
-    full, i = n // bs, begin
-    while i < full:
-        k = stepper.chunk if i + stepper.chunk <= full else 1
-        block = perm[i * bs : (i + k) * bs]
-        if world.distributed:
-            block = block.view(k, bs).tensor_split(world.size, dim=1)[world.rank].reshape(-1)
-        s = step + i - begin
-        yield stepper.steps(block, lrs[s : s + k], lr_table[s : s + k] if lr_table is not None else None)
-        i += k
-    if n % bs and i == full:  # the last, smaller batch is trained on, never dropped
-        last = world.shard(perm[full * bs :])
-        set_lr(stepper.optimizer, lrs[step + full - begin])
-        scale = world.size / (n - full * bs) if world.distributed else None
-        loss, ok = stepper.train_on(stepper.x[last], stepper.y[last], scale)
-        yield loss[None], ok
-
-
-def _torchvision_epoch(
-    stepper: Stepper, root, order, cfg: TrainConfig, lrs, channels_last: bool, begin: int = 0
-):
-    """The lecture's DataLoader path: batches arrive as CPU tensors, one step each."""
-    rest = order[begin * cfg.batch_size :]
-    for j, (xb, yb) in enumerate(data.torchvision_batches(root, rest, cfg.batch_size, *cfg.normalization())):
-        xb, yb = xb.to(stepper.device, non_blocking=True), yb.to(stepper.device, non_blocking=True)
-        if channels_last:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        set_lr(stepper.optimizer, lrs[j])
-        loss, ok = stepper.train_on(xb, yb)
-        yield loss[None], ok

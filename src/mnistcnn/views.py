@@ -42,7 +42,7 @@ def confusion_png(matrix, out: Path, title: str = "Confusion matrix (test set)")
     m = np.asarray(matrix)
     fig, ax = plt.subplots(figsize=(7.5, 6.5), layout="constrained")
     shown = np.log10(m + 1)  # the diagonal dwarfs the mistakes; log colour keeps both readable
-    im = ax.imshow(shown, cmap="Blues")
+    im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=max(shown.max(), 1e-9))
     for i in range(10):
         for j in range(10):
             ax.text(
@@ -61,7 +61,7 @@ def confusion_png(matrix, out: Path, title: str = "Confusion matrix (test set)")
     acc = np.trace(m) / m.sum()
     ax.set_title(f"{title} — accuracy {100 * acc:.2f} % of {m.sum()}")
     bar = fig.colorbar(im, ax=ax, shrink=0.8)
-    ticks = [t for t in (1, 10, 100, 1000, 10000) if t <= m.max() * 10]
+    ticks = [0] + [t for t in (1, 10, 100, 1000, 10000) if t <= m.max()]  # the bar ends at the largest cell
     bar.set_ticks(np.log10(np.array(ticks) + 1))
     bar.set_ticklabels([str(t) for t in ticks])
     bar.set_label("images (log scale)")
@@ -107,13 +107,13 @@ def filters_png(weights, out: Path) -> Path:
 def features_png(image, f1, f2, out: Path, label: str = "") -> Path:
     """The input and the feature maps after conv1 (32 × 14×14) and conv2 (64 × 6×6), activation and pooling applied."""
     plt = _plt()
-    fig = plt.figure(figsize=(13, 7.5), layout="constrained")
-    left, mid, right = fig.subfigures(1, 3, width_ratios=[1, 2.2, 2.6])
+    fig = plt.figure(figsize=(13, 6.6), layout="constrained")
+    left, mid, right = fig.subfigures(1, 3, width_ratios=[1.3, 1.5, 2.6])
     ax = left.subplots()
     ax.imshow(image, cmap="gray")
     ax.set_title(f"input {label}".strip())
     ax.axis("off")
-    for sub, maps, cols, name in ((mid, f1, 6, "conv1 block"), (right, f2, 8, "conv2 block")):
+    for sub, maps, cols, name in ((mid, f1, 4, "conv1 block"), (right, f2, 8, "conv2 block")):
         rows = -(-len(maps) // cols)
         axes = sub.subplots(rows, cols)
         for k, a in enumerate(axes.flat):
@@ -121,8 +121,10 @@ def features_png(image, f1, f2, out: Path, label: str = "") -> Path:
             if k < len(maps):
                 a.imshow(maps[k], cmap="viridis")
         h, w = maps.shape[1:]
-        sub.suptitle(f"{name}: {len(maps)} maps of {h}×{w} (after activation and pooling)")
-    fig.suptitle("Feature maps: brighter = stronger response (each map on its own scale)")
+        sub.suptitle(f"{name}: {len(maps)} maps, {h}×{w}")
+    fig.suptitle(
+        "Feature maps after activation and pooling: brighter = stronger response (each map on its own scale)"
+    )
     return _save(fig, out)
 
 
