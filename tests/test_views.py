@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import train_run
 from typer.testing import CliRunner
 
 from mnistcnn import checkpoint
@@ -16,8 +15,8 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def run(mnist_root, tmp_path_factory):
-    return train_run(mnist_root, tmp_path_factory.mktemp("views") / "run", epochs=1, activation="tanh")
+def run(train_run, tmp_path_factory):
+    return train_run(tmp_path_factory.mktemp("views") / "run", epochs=1, activation="tanh")
 
 
 def png_ok(path, min_size=15_000):
