@@ -79,6 +79,12 @@ def train_run(mnist_root):
     return run_training
 
 
+@pytest.fixture(scope="session")
+def tanh_run(train_run, tmp_path_factory) -> Path:
+    """One epoch on the fixture with tanh (so loading must honour the activation): for the explain/view tests."""
+    return train_run(tmp_path_factory.mktemp("views") / "run", epochs=1, activation="tanh")
+
+
 def shared_mnist() -> Path | None:
     """The full MNIST beside the checkout (development machines), else None."""
     return SHARED if all((data.raw_dir(SHARED) / f).is_file() for f in data.FILES) else None
