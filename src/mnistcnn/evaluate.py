@@ -8,7 +8,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from mnistcnn.distributed import World
 from mnistcnn.engine import autocast
+
+ONE_PROCESS = World()  # rank 0 of a world of 1: nothing to shard or reduce
 
 
 @torch.inference_mode()
@@ -25,19 +28,20 @@ def predict_logits(
 
 
 @torch.inference_mode()
-def evaluate(model, images, labels, batch_size: int = 1000, precision: str = "fp32", world=None) -> dict:
+def evaluate(
+    model, images, labels, batch_size: int = 1000, precision: str = "fp32", world: World = ONE_PROCESS
+) -> dict:
     """Loss summed over the set then divided by its size (pytorch/examples' test()), accuracy, per class.
 
     Under torchrun (`world`), each rank evaluates its shard and the sums are all-reduced.
     """
-    if world is not None and world.distributed:
+    if world.distributed:
         images, labels = world.shard(images), world.shard(labels)
     logits = predict_logits(model, images, batch_size, precision)
     labels = labels.to(logits.device)
     loss_sum = F.cross_entropy(logits, labels, reduction="sum")
     confusion = torch.bincount(labels * 10 + logits.argmax(1), minlength=100).reshape(10, 10)
-    if world is not None:
-        world.all_reduce_(loss_sum, confusion)
+    world.all_reduce_(loss_sum, confusion)  # a no-op in a single process
     loss_sum, confusion = loss_sum.cpu(), confusion.cpu()  # one host sync for everything
     n = int(confusion.sum())
     per_class = confusion.diagonal() / confusion.sum(1).clamp(min=1)

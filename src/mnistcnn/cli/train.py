@@ -73,12 +73,16 @@ def train(
     try:
         result = run_training(cfg, data_dir, run_dir, reporter_for_stdout(), resume=ckpt)
     except Interrupted as e:
-        if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
-            again = f"mnistcnn train --resume {e.run_dir}" + (f" --data-dir {data_dir}" if data_dir else "")
-            typer.echo(f"interrupted: saved {Path(e.run_dir) / 'last.pt'}; continue with: {again}", err=True)
-        raise typer.Exit(128 + e.signum) from None
+        raise _interrupted(e, data_dir) from None
     if result["is_main"]:
         _print_result(result, time.perf_counter() - start, data_dir)
+
+
+def _interrupted(e, data_dir) -> typer.Exit:
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        again = f"mnistcnn train --resume {e.run_dir}" + (f" --data-dir {data_dir}" if data_dir else "")
+        typer.echo(f"interrupted: saved {Path(e.run_dir) / 'last.pt'}; continue with: {again}", err=True)
+    return typer.Exit(128 + e.signum)
 
 
 def _print_result(result: dict, seconds: float, data_dir) -> None:
