@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
-from mnistcnn import __version__
+from mnistcnn import __version__, schema
 from mnistcnn.errors import CheckpointError
+from mnistcnn.schema import is_int
 
 FORMAT_VERSION = 1  # bump when the dict's layout changes; load refuses newer ones
-REQUIRED = ("model", "config", "version")
 
 
 def save(path: str | os.PathLike, state: dict) -> None:
@@ -46,8 +46,9 @@ def save(path: str | os.PathLike, state: dict) -> None:
         raise
 
 
-def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint with weights_only=True: pickled code is refused, never run."""
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", resume: bool = False) -> dict:
+    """Load a checkpoint with weights_only=True (pickled code is refused, never run) and check it against the
+    schema (schema.py); `resume`: also what continuing the run needs. Any violation is one CheckpointError."""
     path = Path(path)
     if path.is_dir():
         for name in ("last.pt", "best.pt"):
@@ -77,29 +78,28 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
         raise CheckpointError(
             f"{path} is not a readable checkpoint (truncated or not a torch file: {e!s:.100})"
         ) from None
-    if not isinstance(ckpt, dict) or not all(k in ckpt for k in REQUIRED):
-        raise CheckpointError(
-            f"{path} is a torch file but not an mnistcnn checkpoint (needs keys {', '.join(REQUIRED)})"
-        )
-    version = ckpt["version"]
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    version = ckpt.get("version") if isinstance(ckpt, dict) else None
+    if is_int(version) and version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format {version!r}, newer than this mnistcnn understands ({FORMAT_VERSION}); "
             "upgrade mnistcnn"
         )
+    if isinstance(ckpt, dict) and "version" in ckpt and not (is_int(version) and version >= 1):
+        raise CheckpointError(
+            f"{path} is damaged or not from this mnistcnn: version must be 1..{FORMAT_VERSION}"
+        )
+    schema.check(ckpt, path, resume)
     return ckpt
 
 
 def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint"):
-    """Rebuild MyNet from the checkpoint alone (its config says which activation)."""
+    """Rebuild MyNet from a checkpoint `load` accepted (its config says which activation)."""
     from mnistcnn.model import MyNet
 
-    config = ckpt.get("config") or {}
-    activation = config.get("activation", "relu") if isinstance(config, dict) else "relu"
+    model = MyNet(activation=ckpt["config"].get("activation", "relu"))
     try:
-        model = MyNet(activation=activation)
         model.load_state_dict(ckpt["model"])
-    except (RuntimeError, ValueError, TypeError, AttributeError) as e:
+    except (RuntimeError, ValueError, TypeError, AttributeError, KeyError) as e:  # a dict load() never saw
         raise CheckpointError(
             f"{path} does not hold MyNet weights ({str(e).splitlines()[0][:120]})"
         ) from None
@@ -116,9 +116,9 @@ def load_model(path, device: str = "cpu"):
 
 
 def normalization(ckpt: dict) -> tuple[float, float]:
-    """(mean, std) the checkpoint's model was trained with; (0, 1) for the lecture's plain ToTensor."""
-    config = ckpt.get("config") or {}
-    mean, std = config.get("mean"), config.get("std")
+    """(mean, std) the checkpoint's model was trained with; (0, 1) for the lecture's plain ToTensor.
+    The values passed the config's checks in `load` (finite, std >= 1e-3)."""
+    mean, std = ckpt["config"].get("mean"), ckpt["config"].get("std")
     if mean is None or std is None:
         return 0.0, 1.0
     return float(mean), float(std)

@@ -1,17 +1,21 @@
-"""TrainConfig: every knob of a training run, its default and why; TOML loading and flag merging.
+"""TrainConfig: every knob of a training run, its default, its range and why; TOML loading and flag merging.
 
 Usage: `cfg = load_config("configs/fast.toml", overrides={"epochs": 3})`.
-Precedence: dataclass defaults < TOML file < command-line overrides.
+Precedence: defaults < TOML file < command-line overrides. Validated by pydantic (strict: "3" is not an int,
+true is not a number; ints are accepted for floats); a mistake is one ConfigError line naming the key.
+Imported only by commands (pydantic stays out of `mnistcnn --help`).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import math
 import sys
-import types
 import typing
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+import annotated_types as at
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mnistcnn.errors import ConfigError
 
@@ -25,157 +29,181 @@ SCHEDULES = ("none", "onecycle", "step")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LOADERS = ("tensor", "torchvision")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
+MNIST_TRAIN = 60_000  # images in MNIST's training set: no batch, split or limit needs more
+DEVICE_PATTERN = r"^\s*(auto|cpu|mps|cuda(:\d{1,3})?)\s*$"
 
 
-@dataclass
-class TrainConfig:
-    # --- recipe (changing these changes what is trained) ---
-    epochs: int = 5  # 5 epochs of one-cycle Adam reach >= 99.2 % test accuracy (99.24 %, see README)
-    batch_size: int = 128  # large enough to keep the CPU/GPU busy, small enough for many updates per epoch
-    lr: float = 3e-3  # peak LR of the one-cycle schedule; Adam on MyNet diverges above ~1e-2
-    optimizer: str = (
-        "adam"  # the lecture trains with Adam; "sgd" (with momentum) is the one it introduces first
+def _key(default, why: str, kind: str = "recipe", **bounds):
+    """A config key: its default, why, and whether it is part of the recipe (fixed for the life of a run),
+    the run's length (`--resume` may raise it) or the engine (how it is computed: may change on resume)."""
+    return Field(default, description=why, json_schema_extra={"kind": kind}, **bounds)
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    epochs: int = _key(
+        5, "5 epochs of one-cycle Adam reach >= 99.2 % (99.24 %, README)", "length", gt=0, le=10_000
     )
-    momentum: float = 0.9  # SGD only: the usual heavy-ball value
-    weight_decay: float = 0.0  # MyNet is small and MNIST large: no regularisation needed for 99 %
-    schedule: str = "onecycle"  # warm-up then cosine-anneal: robust to the peak LR and fast to converge
-    warmup: float = 0.2  # onecycle: fraction of all steps spent rising to the peak LR
-    step_every: int = 1  # step schedule: multiply the LR by step_gamma every this many epochs
-    step_gamma: float = 0.5  # step schedule: the factor
+    # --- recipe (changing these changes what is trained) ---
+    batch_size: int = _key(128, "keeps the CPU/GPU busy, yet many updates per epoch", gt=0, le=MNIST_TRAIN)
+    lr: float = _key(
+        3e-3, "peak LR of the one-cycle schedule; Adam on MyNet diverges above ~1e-2", gt=0, le=10
+    )
+    optimizer: Literal["adam", "sgd"] = _key(
+        "adam", "the lecture's Adam; sgd (with momentum) comes first there"
+    )
+    momentum: float = _key(0.9, "SGD only: the usual heavy-ball value", ge=0, lt=1)
+    weight_decay: float = _key(0.0, "MyNet is small and MNIST large: no regularisation needed", ge=0, le=1)
+    schedule: Literal["none", "onecycle", "step"] = _key("onecycle", "warm-up then cosine: robust and fast")
+    warmup: float = _key(0.2, "onecycle: fraction of all steps spent rising to the peak LR", ge=0, lt=1)
+    step_every: int = _key(
+        1, "step schedule: multiply the LR by step_gamma every this many epochs", gt=0, le=10_000
+    )
+    step_gamma: float = _key(0.5, "step schedule: the factor (<= 1: the LR never grows)", gt=0, le=1)
     # Input normalisation x = (pixel/255 - mean) / std. MNIST's own statistics (train set) centre the data,
-    # which speeds up training; null/None for both = the lecture's plain ToTensor (pixels/255).
-    mean: float | None = 0.1307
-    std: float | None = 0.3081
-    activation: str = "relu"  # the lecture's MyNet uses ReLU; sigmoid/tanh let students compare
-    shuffle: bool = True  # reshuffle the training set every epoch, as the lecture's DataLoader does
-    val_split: int = 0  # images held out of the end of the training set for validation (0 = none)
-    train_limit: int | None = None  # train on the first N training images only (None = all); quick runs
-    seed: int = 0  # seeds the weights and every epoch's shuffle: same seed, same run
+    # which speeds up training; null/None ("none" in TOML) for both = the lecture's plain ToTensor (pixels/255).
+    mean: float | None = _key(0.1307, "MNIST's mean pixel / 255", ge=-1, le=1)
+    std: float | None = _key(0.3081, "MNIST's pixel std / 255", ge=1e-3, le=100)
+    activation: Literal["relu", "sigmoid", "tanh"] = _key("relu", "the lecture's; sigmoid/tanh to compare")
+    shuffle: bool = _key(True, "reshuffle every epoch, as the lecture's DataLoader does")
+    val_split: int = _key(
+        0, "images held out of the end of the training set (0 = none)", ge=0, le=MNIST_TRAIN - 1
+    )
+    train_limit: int | None = _key(
+        None, "train on the first N images only (None = all)", gt=0, le=MNIST_TRAIN
+    )
+    seed: int = _key(
+        0, "seeds the weights and every epoch's shuffle: same seed, same run", ge=0, le=2**63 - 1
+    )
     # --- engine (how it is computed; the numbers stay the same up to float rounding) ---
-    device: str = "auto"  # auto = cuda, then mps, then cpu
-    precision: str = "auto"  # auto = bf16 autocast where the hardware has fast bf16, else fp32
-    loader: str = "tensor"  # "tensor": data resident on the device; "torchvision": the lecture's DataLoader
-    eval_batch_size: int = 1000  # evaluation has no backward pass: big batches are cheaper
-    channels_last: str = "auto"  # auto = on where measured faster (CPU); "on"/"off" to force
-    compile: bool = False  # torch.compile the model; pays off only for long runs
-    cuda_graphs: bool = True  # CUDA only: capture the whole training step and replay it
-    deterministic: bool = False  # deterministic algorithms (bit-exact reruns; may be slower)
-    log_every: int = 0  # progress refresh / host sync interval in steps (0 = about twice a second)
+    device: str = _key("auto", "auto = cuda, then mps, then cpu", "engine", pattern=DEVICE_PATTERN)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = _key("auto", "bf16 where fast, else fp32", "engine")
+    loader: Literal["tensor", "torchvision"] = _key("tensor", "data resident on the device", "engine")
+    eval_batch_size: int = _key(1000, "no backward pass: big batches are cheaper", "engine", gt=0, le=100_000)
+    channels_last: Literal["auto", "on", "off"] = _key("auto", "on where measured faster (CPU)", "engine")
+    compile: bool = _key(False, "torch.compile the model; pays off only for long runs", "engine")
+    cuda_graphs: bool = _key(True, "CUDA only: capture the whole step and replay it", "engine")
+    deterministic: bool = _key(False, "deterministic algorithms (bit-exact reruns; may be slower)", "engine")
+    log_every: int = _key(
+        0, "host sync interval in steps (0 = about twice a second)", "engine", ge=0, le=10**6
+    )
+
+    @field_validator("mean", "std", "train_limit", mode="before")
+    @classmethod
+    def _none(cls, value):
+        return (
+            None if isinstance(value, str) and value.strip().lower() == "none" else value
+        )  # TOML has no null
+
+    @model_validator(mode="after")
+    def _together(self) -> TrainConfig:
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("set both mean and std, or neither (the lecture's plain ToTensor)")
+        if self.train_limit is not None and self.batch_size > self.train_limit:
+            raise ValueError(
+                f"batch_size {self.batch_size} is larger than train_limit {self.train_limit}: "
+                "a batch cannot hold more images than the training set; lower --batch-size"
+            )
+        return self
 
     def normalization(self) -> tuple[float, float]:
         """(mean, std) applied after pixels/255; (0, 1) for the lecture's plain ToTensor."""
-        if self.mean is None and self.std is None:
+        if self.mean is None or self.std is None:
             return 0.0, 1.0
-        return float(self.mean or 0.0), float(1.0 if self.std is None else self.std)
+        return float(self.mean), float(self.std)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return self.model_dump()
 
 
-RECIPE_KEYS = (
-    "batch_size",
-    "lr",
-    "optimizer",
-    "momentum",
-    "weight_decay",
-    "schedule",
-    "warmup",
-    "step_every",
-    "step_gamma",
-    "mean",
-    "std",
-    "activation",
-    "shuffle",
-    "val_split",
-    "train_limit",
-    "seed",
-)
-
-_CHOICES = {
-    "optimizer": OPTIMIZERS,
-    "schedule": SCHEDULES,
-    "precision": PRECISIONS,
-    "loader": LOADERS,
-    "activation": ACTIVATIONS,
-    "channels_last": ("auto", "on", "off"),
-}
+def keys_of(kind: str) -> tuple[str, ...]:
+    """The keys of one kind: "recipe", "length" or "engine"."""
+    return tuple(k for k, f in TrainConfig.model_fields.items() if f.json_schema_extra["kind"] == kind)
 
 
-def _fields() -> dict[str, typing.Any]:
-    hints = typing.get_type_hints(TrainConfig)
-    return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)}
+RECIPE_KEYS = keys_of("recipe")  # fixed for the life of a run: `--resume` refuses to change them
+ENGINE_KEYS = keys_of("length") + keys_of("engine")  # `--resume` may change these
 
 
-def _coerce(key: str, value: typing.Any, hint: typing.Any) -> typing.Any:
-    """Check `value` against the field's type; ints are accepted for floats. Raises ConfigError naming the key."""
-    optional = typing.get_origin(hint) in (typing.Union, types.UnionType)
-    base = next(a for a in typing.get_args(hint) if a is not type(None)) if optional else hint
-    if optional and isinstance(value, str) and value.lower() == "none":
-        value = None  # TOML has no null
-    if value is None:
-        if optional:
-            return None
-        raise ConfigError(f"config key '{key}' must be {base.__name__}, got null")
-    if base is bool:
-        ok = isinstance(value, bool)
-    elif base is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif base is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    else:
-        ok = isinstance(value, base)
-    if not ok:
-        raise ConfigError(f"config key '{key}' must be {base.__name__}, got {type(value).__name__} {value!r}")
-    return value
+def _show(value: typing.Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def requirement(key: str) -> tuple[str, str]:
+    """(what kind of value, its range) of a key, in words: ("an integer", ">= 1 and <= 10000")."""
+    field = TrainConfig.model_fields[key]
+    base = field.annotation
+    optional = type(None) in typing.get_args(base)
+    if optional:
+        base = next(a for a in typing.get_args(base) if a is not type(None))
+    if typing.get_origin(base) is Literal:
+        return "one of " + ", ".join(typing.get_args(base)), ""
+    kind = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}[base]
+    words = {at.Gt: (">", "gt"), at.Ge: (">=", "ge"), at.Lt: ("<", "lt"), at.Le: ("<=", "le")}
+    bounds = [
+        f"{words[type(m)][0]} {_number(getattr(m, words[type(m)][1]))}"
+        for m in field.metadata
+        if type(m) in words
+    ]
+    if key == "device":
+        kind = "auto, cpu, cuda, cuda:N or mps"
+    return kind + (" or 'none'" if optional else ""), " and ".join(bounds)
+
+
+def _number(value: float) -> str:
+    return f"{value:,}".replace(",", "_") if isinstance(value, int) and value > 99_999 else f"{value:g}"
+
+
+def _message(e: ValidationError, origin: str = "") -> str:
+    """One line naming the key: what it must be and what it was."""
+    err = e.errors(include_url=False)[0]
+    where = f" (in {origin})" if origin else ""
+    if not err["loc"]:  # a rule between keys (model validator)
+        return err["msg"].removeprefix("Value error, ") + where
+    key, value = str(err["loc"][0]), err.get("input")
+    if key not in TrainConfig.model_fields:
+        return f"unknown key '{key}'{where}; valid keys: {', '.join(TrainConfig.model_fields)}"
+    kind, bounds = requirement(key)
+    if key == "device" and isinstance(value, str):
+        return f"unknown device {value!r}{where}; use auto, cpu, cuda, cuda:N or mps"
+    if err["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return f"{key} must be {bounds}; got {_show(value)}{where}"
+    if err["type"] == "literal_error":
+        return f"{key} must be {kind}; got {_show(value)}{where}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{key} must be a finite number {bounds}; got {value}{where}".replace("  ", " ")
+    got = f"{type(value).__name__} {_show(value)}" if value is not None else "null"
+    return f"{key} must be {kind}{' ' + bounds if bounds else ''}; got {got}{where}"
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:
-    """Range checks that types cannot express. Raises ConfigError with the fix."""
-    for key, choices in _CHOICES.items():
-        if getattr(cfg, key) not in choices:
-            raise ConfigError(f"{key} must be one of {', '.join(choices)}; got {getattr(cfg, key)!r}")
-    positive = {
-        "epochs": cfg.epochs,
-        "batch_size": cfg.batch_size,
-        "lr": cfg.lr,
-        "eval_batch_size": cfg.eval_batch_size,
-    }
-    for key, value in positive.items():
-        if not value > 0:
-            raise ConfigError(f"{key} must be > 0; got {value}")
-    if cfg.val_split < 0:
-        raise ConfigError(f"val_split must be >= 0 images; got {cfg.val_split}")
-    if cfg.train_limit is not None and cfg.train_limit <= 0:
-        raise ConfigError(
-            f"train_limit must be > 0 images (leave it out to train on all); got {cfg.train_limit}"
-        )
-    if not 0 <= cfg.warmup < 1:
-        raise ConfigError(f"warmup must be a fraction in [0, 1); got {cfg.warmup}")
-    if cfg.step_every <= 0 or not cfg.step_gamma > 0:
-        raise ConfigError("step_every must be >= 1 and step_gamma > 0")
-    if (cfg.mean is None) != (cfg.std is None):
-        raise ConfigError("set both mean and std, or neither (the lecture's plain ToTensor)")
-    if cfg.std is not None and not cfg.std > 0:
-        raise ConfigError(f"std must be > 0; got {cfg.std}")
-    if not 0 <= cfg.momentum < 1 or cfg.weight_decay < 0:
-        raise ConfigError("momentum must be in [0, 1) and weight_decay >= 0")
-    if cfg.log_every < 0:
-        raise ConfigError(f"log_every must be >= 0; got {cfg.log_every}")
+    """Check every key and rule again (e.g. after attributes were set one by one). Raises ConfigError."""
+    from_dict(cfg.model_dump())
     return cfg
 
 
-def from_dict(values: dict, base: TrainConfig | None = None, source: str = "config") -> TrainConfig:
-    """Apply `values` on top of `base` (defaults when None), checking every key and type."""
-    fields = _fields()
-    cfg = dataclasses.replace(base) if base is not None else TrainConfig()
-    for key, value in values.items():
+def from_dict(values: typing.Any, base: TrainConfig | None = None, source: str = "config") -> TrainConfig:
+    """Apply `values` on top of `base` (defaults when None), checking every key, type and range."""
+    origin = "" if source in ("config", "command-line flags") else source
+    if not isinstance(values, dict):
+        raise ConfigError(f"the config must be a table of keys; got {type(values).__name__}" + _where(origin))
+    fields = TrainConfig.model_fields
+    for key in values:
         if key not in fields:
             close = [k for k in fields if k.replace("_", "") == str(key).replace("_", "").replace("-", "")]
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"unknown key '{key}' in {source}{hint}; valid keys: {', '.join(fields)}")
-        setattr(cfg, key, _coerce(key, value, fields[key]))
-    return cfg
+            raise ConfigError(f"unknown key {_show(key)} in {source}{hint}; valid keys: {', '.join(fields)}")
+    merged = {**(base.model_dump() if base is not None else {}), **values}
+    try:
+        return TrainConfig.model_validate(merged)
+    except ValidationError as e:
+        raise ConfigError(_message(e, origin)) from None
+
+
+def _where(origin: str) -> str:
+    return f" (in {origin})" if origin else ""
 
 
 def read_toml(path: str | Path) -> dict:
@@ -185,10 +213,14 @@ def read_toml(path: str | Path) -> dict:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist; see configs/ for examples") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder; pass a .toml file (see configs/)") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read config file {path}: {e}") from None
+        raise ConfigError(f"cannot read config file {path}: {getattr(e, 'strerror', None) or e}") from None
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+        raise ConfigError(f"config file {path} is not valid TOML: {str(e).splitlines()[0]}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} nests too deeply to be a config") from None
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> TrainConfig:
@@ -197,5 +229,4 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     if path is not None:
         cfg = from_dict(read_toml(path), cfg, source=str(path))
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    cfg = from_dict(given, cfg, source="command-line flags")
-    return validate(cfg)
+    return from_dict(given, cfg, source="command-line flags")

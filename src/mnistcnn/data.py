@@ -10,8 +10,10 @@ import contextlib
 import gzip
 import hashlib
 import io
+import math
 import os
 import pickle
+import re
 import socket
 import struct
 import subprocess
@@ -57,12 +59,27 @@ def expected_sha256() -> dict[str, str]:
     if not sums:
         return CANONICAL_SHA256
     try:
-        lines = Path(sums).read_text().split("\n")
+        with open(sums, "rb") as f:
+            blob = f.read(1 << 16)  # four lines of `DIGEST  NAME`; a larger file is not a SHA256SUMS
+        text = blob.decode("utf-8")
     except OSError as e:
         raise DataError(
             f"cannot read ${ENV_SUMS} file {sums}: {e.strerror}; unset it to use MNIST's digests"
         ) from None
-    table = dict(reversed(line.split()) for line in lines if len(line.split()) == 2)
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text or len(blob) == 1 << 16:
+        raise DataError(f"${ENV_SUMS} file {sums} is not a text SHA256SUMS file; unset it or point it at one")
+    table = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts or line.lstrip().startswith("#"):
+            continue
+        if len(parts) != 2 or not re.fullmatch(r"[0-9a-fA-F]{64}", parts[0]):
+            raise DataError(
+                f"${ENV_SUMS} file {sums} line {n} is not `SHA256  FILENAME` (64 hex digits, a name); fix or unset it"
+            )
+        table[parts[1].removeprefix("*")] = parts[0].lower()  # sha256sum's binary-mode marker
     missing = [f for f in FILES if f not in table]
     if missing:
         raise DataError(f"${ENV_SUMS} file {sums} lists no digest for {', '.join(missing)}")
@@ -99,9 +116,20 @@ def verify(root: Path) -> None:
             )
 
 
+def check_data_dir(root: Path) -> None:
+    """The data folder and its MNIST/raw/ must be folders (or not exist yet): say so before fetching anything."""
+    for path in (root, root / "MNIST", raw_dir(root)):
+        if path.exists() and not path.is_dir():
+            raise DataError(f"--data-dir {root}: {path} is a file, not a folder; pass a folder for MNIST")
+        for name in FILES if path == raw_dir(root) else ():
+            if (path / name).exists() and not (path / name).is_file():
+                raise DataError(f"{path / name} is not a file; remove it and download again")
+
+
 def ensure_mnist(root: Path, log: Log = lambda _: None, network_timeout: float = 5.0) -> str:
     """Make sure the four verified raw files are under root/MNIST/raw; return the source that was used."""
     root = Path(root)
+    check_data_dir(root)
     if not missing_files(root):
         verify(root)
         return "local"
@@ -243,9 +271,9 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     if len(raw) < head or struct.unpack(">I", raw[:4])[0] != magic:
         raise DataError(f"{path} is not an MNIST IDX file (wrong magic number); delete it and download again")
     dims = struct.unpack(f">{ndim}I", raw[4:head])
-    if len(raw) != head + int(np.prod(dims)):
+    if len(raw) != head + math.prod(dims):  # Python ints: a lying header cannot overflow into a match
         raise DataError(
-            f"{path} has {len(raw)} bytes, its header promises {head + int(np.prod(dims))}; "
+            f"{path} has {len(raw)} bytes, its header promises {head + math.prod(dims)}; "
             "delete it and download again"
         )
     return np.frombuffer(raw, dtype=np.uint8, offset=head).reshape(dims)
@@ -260,6 +288,17 @@ def load_split(root: Path, train: bool):
     labels = read_idx(raw_dir(root) / f"{prefix}-labels-idx1-ubyte", 2049)
     if len(images) != len(labels):
         raise DataError(f"{raw_dir(root)}: {prefix} images and labels differ in count; download again")
+    where = raw_dir(root) / f"{prefix}-images-idx3-ubyte"
+    if images.shape[1:] != (28, 28):
+        raise DataError(
+            f"{where} holds {images.shape[1]}×{images.shape[2]} images; MyNet needs MNIST's 28×28"
+        )
+    if len(images) == 0:
+        raise DataError(f"{where} holds no images; download MNIST again")
+    if labels.max() > 9:
+        raise DataError(
+            f"{where.with_name(f'{prefix}-labels-idx1-ubyte')} holds label {labels.max()}; MNIST's are 0..9"
+        )
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 
 
@@ -270,8 +309,9 @@ def read_test_set(data_dir, log: Log = lambda _: None):
     return load_split(root, train=False)
 
 
-def split_train(images, labels, val_split: int, train_limit: int):
-    """Hold out the last `val_split` training images for validation, then keep the first `train_limit`."""
+def split_train(images, labels, val_split: int, train_limit: int, batch_size: int | None = None):
+    """Hold out the last `val_split` training images for validation, then keep the first `train_limit`; a batch
+    (when given) must fit in what is left."""
     n = len(images)
     if val_split >= n:
         raise DataError(f"--val-split {val_split} leaves no training images (the training set has {n})")
@@ -280,6 +320,11 @@ def split_train(images, labels, val_split: int, train_limit: int):
     val = (images[cut:], labels[cut:]) if val_split else None
     if train_limit:
         train = (train[0][:train_limit], train[1][:train_limit])
+    if batch_size is not None and batch_size > len(train[0]):
+        raise DataError(
+            f"--batch-size {batch_size} is larger than the training set ({len(train[0])} images after "
+            f"--val-split/--train-limit); use --batch-size {len(train[0])} or less"
+        )
     return train, val
 
 

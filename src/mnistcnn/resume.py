@@ -11,23 +11,10 @@ import threading
 from pathlib import Path
 
 from mnistcnn import checkpoint
-from mnistcnn.config import TrainConfig, validate
+from mnistcnn.config import ENGINE_KEYS, TrainConfig
 from mnistcnn.config import from_dict as config_from_dict
 from mnistcnn.distributed import World
 from mnistcnn.errors import MnistcnnError
-
-ENGINE_KEYS = (
-    "epochs",
-    "device",
-    "precision",
-    "loader",
-    "eval_batch_size",
-    "channels_last",
-    "compile",
-    "cuda_graphs",
-    "deterministic",
-    "log_every",
-)
 
 
 def plan_run(config: Path | None, flags: dict, run_dir: Path | None, resume: Path | None):
@@ -45,14 +32,14 @@ def plan_run(config: Path | None, flags: dict, run_dir: Path | None, resume: Pat
 
 
 def prepare_resume(target: Path, overrides: dict) -> tuple[TrainConfig, Path, dict]:
-    """The config, run folder and checkpoint to continue from; flags that would change the recipe are refused."""
+    """The config, run folder and checkpoint to continue from. Every check that needs no data runs here, before
+    anything is written: the checkpoint's schema with the resume requirements (optimizer state, a consistent
+    position), the flags (recipe keys cannot change, engine keys are range-checked), the epoch count.
+    The position is checked against the training set once it is loaded (`schema.check_steps`)."""
     path = Path(target)
     path = path / "last.pt" if path.is_dir() else path
-    ckpt = checkpoint.load(path)
-    try:
-        cfg = config_from_dict(ckpt["config"], source=str(path))
-    except MnistcnnError as e:
-        raise MnistcnnError(f"{path} holds a config this mnistcnn cannot use ({e})") from None
+    ckpt = checkpoint.load(path, resume=True)
+    cfg = config_from_dict(ckpt["config"], source=str(path))  # passed the schema: cannot fail
     given = {k: v for k, v in overrides.items() if v is not None}
     changed = [k for k, v in given.items() if k not in ENGINE_KEYS and getattr(cfg, k) != v]
     if changed:
@@ -60,9 +47,10 @@ def prepare_resume(target: Path, overrides: dict) -> tuple[TrainConfig, Path, di
         raise MnistcnnError(
             f"--resume continues the saved recipe; {was} cannot change. Start a new run instead"
         )
-    cfg = validate(config_from_dict({k: v for k, v in given.items() if k in ENGINE_KEYS}, base=cfg))
-    done = ckpt["epoch"] + (1 if ckpt.get("batch") else 0)
-    if cfg.epochs < done or (cfg.epochs == ckpt["epoch"] and not ckpt.get("batch")):
+    cfg = config_from_dict(
+        {k: v for k, v in given.items() if k in ENGINE_KEYS}, base=cfg, source="command-line flags"
+    )
+    if cfg.epochs <= ckpt["epoch"]:
         raise MnistcnnError(
             f"{path.parent} has already trained {ckpt['epoch']} of {cfg.epochs} epochs; "
             f"pass --epochs N with N > {ckpt['epoch']} to train further"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from mnistcnn import checkpoint, data, distributed, epochs
+from mnistcnn import checkpoint, data, distributed, epochs, schema
 from mnistcnn.checkpoint import Position
 from mnistcnn.config import TrainConfig
 from mnistcnn.distributed import World
@@ -85,6 +85,8 @@ class Trainer:
         self.stepper = self._build_stepper(resume)
         n = len(self.train.x)
         self.steps_per_epoch = math.ceil(n / self.cfg.batch_size)
+        if resume is not None:
+            schema.check_steps(resume, self.steps_per_epoch)
         total = self.cfg.epochs * self.steps_per_epoch
         self.lrs = [epochs.lr_at(self.cfg, s, total, self.steps_per_epoch) for s in range(total)]
         self.lr_table = torch.tensor(self.lrs, device=self.device) if self.stepper.graphs else None
@@ -99,7 +101,9 @@ class Trainer:
         world.barrier()  # one download; the other ranks wait, then verify what rank 0 fetched
         if not world.is_main:
             source = data.ensure_mnist(self.root)
-        train, val = data.split_train(*data.load_split(self.root, train=True), cfg.val_split, cfg.train_limit)
+        train, val = data.split_train(
+            *data.load_split(self.root, train=True), cfg.val_split, cfg.train_limit, cfg.batch_size
+        )
         resident = functools.partial(
             epochs.Resident.of,
             device=self.device,
