@@ -187,23 +187,30 @@ def validate(cfg: TrainConfig) -> TrainConfig:
 def from_dict(values: typing.Any, base: TrainConfig | None = None, source: str = "config") -> TrainConfig:
     """Apply `values` on top of `base` (defaults when None), checking every key, type and range."""
     origin = "" if source in ("config", "command-line flags") else source
+    _check_table(values, source, origin)
+    merged = {**(base.model_dump() if base is not None else {}), **values}
+    return _validated(merged, dict.fromkeys(values, origin), origin)
+
+
+def _check_table(values: typing.Any, source: str, origin: str) -> None:
     if not isinstance(values, dict):
-        raise ConfigError(f"the config must be a table of keys; got {type(values).__name__}" + _where(origin))
+        where = f" (in {origin})" if origin else ""
+        raise ConfigError(f"the config must be a table of keys; got {type(values).__name__}{where}")
     fields = TrainConfig.model_fields
     for key in values:
         if key not in fields:
             close = [k for k in fields if k.replace("_", "") == str(key).replace("_", "").replace("-", "")]
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(f"unknown key {_show(key)} in {source}{hint}; valid keys: {', '.join(fields)}")
-    merged = {**(base.model_dump() if base is not None else {}), **values}
+
+
+def _validated(values: dict, origins: dict, origin: str) -> TrainConfig:
+    """TrainConfig of `values`; an error names the key and where its value came from (`origins[key]`)."""
     try:
-        return TrainConfig.model_validate(merged)
+        return TrainConfig.model_validate(values)
     except ValidationError as e:
-        raise ConfigError(_message(e, origin)) from None
-
-
-def _where(origin: str) -> str:
-    return f" (in {origin})" if origin else ""
+        loc = e.errors(include_url=False)[0]["loc"]
+        raise ConfigError(_message(e, origins.get(str(loc[0]), "") if loc else origin)) from None
 
 
 def read_toml(path: str | Path) -> dict:
@@ -224,9 +231,12 @@ def read_toml(path: str | Path) -> dict:
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> TrainConfig:
-    """Defaults < TOML file < overrides (None values in overrides mean 'not given')."""
-    cfg = TrainConfig()
-    if path is not None:
-        cfg = from_dict(read_toml(path), cfg, source=str(path))
+    """Defaults < TOML file < overrides (None values in overrides mean 'not given'), checked together: a flag
+    may fix what the file set (an error names the file only for a value that came from it)."""
+    values = read_toml(path) if path is not None else {}
+    origin = str(path) if path is not None else ""
+    _check_table(values, origin, origin)
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    return from_dict(given, cfg, source="command-line flags")
+    _check_table(given, "command-line flags", "")
+    origins = {**dict.fromkeys(values, origin), **dict.fromkeys(given, "")}
+    return _validated({**values, **given}, origins, origin)
