@@ -163,7 +163,7 @@ def check_optimizer(opt, kind: str) -> None:
 
 
 def check_group_value(key, value) -> None:
-    field = f"optimizer.param_groups[0].{_show(key)}"
+    field = f"optimizer.param_groups[0].{key if isinstance(key, str) else _show(key)}"
     if key == "params":
         return
     if key == "betas":
