@@ -246,7 +246,12 @@ BAD_FIELDS = [
         False,
     ),
     ("optimizer/param_groups/0/params", [0, 1, 2], "params must be [0, 1, 2, 3, 4, 5]", False),
-    ("optimizer/param_groups/0/foreach", "yes", "param_groups[0].foreach must be true, false, null or a number", False),
+    (
+        "optimizer/param_groups/0/foreach",
+        "yes",
+        "param_groups[0].foreach must be true, false, null or a number",
+        False,
+    ),
     ("optimizer/state", [1], "optimizer.state must be a dict; got list", False),
     ("optimizer/state/7", {}, "optimizer.state[7] must map a parameter number 0..5", False),
     (

@@ -127,7 +127,10 @@ ENGINE_KEYS = keys_of("length") + keys_of("engine")  # `--resume` may change the
 
 
 def _show(value: typing.Any) -> str:
-    text = repr(value)
+    """A short one-line picture of a value: repr for numbers, strings and small containers, else the type."""
+    if not isinstance(value, (str, int, float, bool, list, tuple, dict, type(None))):
+        return type(value).__name__
+    text = " ".join(repr(value).split())
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -174,7 +177,8 @@ def _message(e: ValidationError, origin: str = "") -> str:
         return f"{key} must be {kind}; got {_show(value)}{where}"
     if isinstance(value, float) and not math.isfinite(value):
         return f"{key} must be a finite number {bounds}; got {value}{where}".replace("  ", " ")
-    got = f"{type(value).__name__} {_show(value)}" if value is not None else "null"
+    got = "null" if value is None else _show(value)
+    got = got if got == type(value).__name__ else f"{type(value).__name__} {got}"
     return f"{key} must be {kind}{' ' + bounds if bounds else ''}; got {got}{where}"
 
 
