@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -126,6 +126,7 @@ def check(result, allow_ok: bool = True) -> str | None:
     """Exit 0 (when allowed) or exit 2 with one `error:` line; never a traceback. Returns the error line."""
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert "Traceback" not in result.output
+    event(f"exit {result.exit_code}")  # --hypothesis-show-statistics shows the mix of accepted and refused
     if result.exit_code == 0 and allow_ok:
         return None
     assert result.exit_code == 2, (result.exit_code, result.output)
@@ -193,6 +194,7 @@ def test_resume_refuses_before_writing(real_ckpt, real_run, tmp_path, no_network
     before = snapshot(run)
     result = invoke("train", "--resume", run, "--epochs", 3, "--data-dir", tmp_path / "no-data")
     line = check(result, allow_ok=False)
+    event("refused the checkpoint" if "last.pt" in line else "checkpoint ok: stopped later")
     assert snapshot(run) == before  # every check runs before the first byte is written
     assert "last.pt" in line or "could not be downloaded" in line or "--epochs" in line
 
@@ -249,6 +251,7 @@ def test_train_config_checks_before_any_training(tmp_path, no_network, values):
         "train", "--config", config, "--data-dir", tmp_path / "no-data", "--run-dir", run, "--device", "cpu"
     )
     line = check(result, allow_ok=False)
+    event("refused the config" if str(config) in line else "config ok: stopped at the data")
     assert not run.exists()  # nothing was created
     assert (
         str(config) in line
