@@ -127,7 +127,7 @@ def predict(
             {"path": str(p), "prediction": int(q.argmax()), "probabilities": [round(float(v), 6) for v in q]}
             for p, q in zip(paths, probs)
         ]
-        typer.echo(json.dumps(rows))
+        typer.echo(json.dumps(_json_safe(rows), allow_nan=False))
         return
     for p, q in zip(paths, probs):
         best = np.argsort(-q)[:top_k]
