@@ -86,6 +86,7 @@ BAD_TOML = [
     ("seed = -1", "seed must be >= 0 and <= 9_223_372_036_854_775_807; got -1"),
     ("seed = 1.5", "seed must be an integer"),
     ("device = 'tpu'", "unknown device 'tpu'"),
+    ("device = 'meta'", "unknown device 'meta'"),
     ("device = 3", "device must be auto, cpu, cuda, cuda:N or mps; got int 3"),
     ("precision = 'fp8'", "precision must be one of auto, fp32, bf16, fp16"),
     ("loader = 'dali'", "loader must be one of tensor, torchvision"),
@@ -141,7 +142,9 @@ def test_bounds_accept_their_edges():
     )
     assert (cfg.epochs, cfg.lr, cfg.seed) == (10_000, 10.0, 2**63 - 1)
     assert from_dict({"mean": "None", "std": "none"}).normalization() == (0.0, 1.0)
-    assert from_dict({"device": "cuda:3"}).device == "cuda:3"
+    assert (
+        from_dict({"device": "cuda:3"}).device == "cuda:3" and from_dict({"device": " CPU"}).device == " CPU"
+    )
 
 
 def test_ints_are_accepted_for_floats(tmp_path):

@@ -30,7 +30,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LOADERS = ("tensor", "torchvision")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 MNIST_TRAIN = 60_000  # images in MNIST's training set: no batch, split or limit needs more
-DEVICE_PATTERN = r"^\s*(auto|cpu|mps|cuda(:\d{1,3})?)\s*$"
+DEVICE_PATTERN = r"(?i)^\s*(auto|cpu|mps|cuda(:\d{1,3})?)\s*$"
 
 
 def _key(default, why: str, kind: str = "recipe", **bounds):
