@@ -150,13 +150,24 @@ def test_resume_can_raise_the_epochs(reference, mnist_root, tmp_path, monkeypatc
 
 
 def test_diverging_loss_stops_with_advice(mnist_root, tmp_path, monkeypatch):
+    import torch.nn.functional as F
+
     monkeypatch.setenv(data.ENV_SUMS, str(mnist_root / "SHA256SUMS"))
+    # --lr is capped at 10 (the config refuses more), and SGD at lr 10 on the fixture never reaches a non-finite
+    # loss (its ReLUs die first): let the loss overflow from the third step on instead
+    real, calls = F.cross_entropy, []
+
+    def overflowing(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs) * (float("inf") if len(calls) > 2 else 1.0)
+
+    monkeypatch.setattr(F, "cross_entropy", overflowing)
     args = [
         "train",
         "--optimizer",
         "sgd",
         "--lr",
-        "1e4",
+        "10",
         "--schedule",
         "none",
         "--epochs",
@@ -172,4 +183,5 @@ def test_diverging_loss_stops_with_advice(mnist_root, tmp_path, monkeypatch):
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2, result.output
-    assert "the loss became" in result.output and "lower --lr" in result.output
+    assert "the loss became inf at step 3" in result.output and "lower --lr" in result.output
+    assert (tmp_path / "run" / "metrics.jsonl").is_file() and not (tmp_path / "run" / "last.pt").exists()
