@@ -1,7 +1,7 @@
 """The checkpoint format in one place: a plain dict of tensors and JSON-like values, built from a run, written
 atomically, loaded with weights_only=True, turned back into a model, an optimizer state and a position.
 
-Usage: `save(path, build(model, opt, cfg, epoch, batch, step, history, best))`; `ckpt = load(path)`;
+Usage: `save(path, build(model, opt, cfg, epoch, batch, step, history, best, run_id=id))`; `ckpt = load(path)`;
 `model = model_from_checkpoint(ckpt)`; `pos = Position.of(ckpt)`.
 """
 
@@ -16,34 +16,24 @@ from pathlib import Path
 
 import torch
 
-from mnistcnn import __version__, schema
-from mnistcnn.errors import CheckpointError
+from mnistcnn import __version__, outputs, schema
+from mnistcnn.errors import CheckpointError, MnistcnnError
 from mnistcnn.schema import is_int
 
 FORMAT_VERSION = 1  # bump when the dict's layout changes; load refuses newer ones
+_KEPT = "free some space or choose another --run-dir (the previous checkpoint is untouched)"
 
 
 def save(path: str | os.PathLike, state: dict) -> None:
     """Write to a temporary file in the same folder, fsync, then os.replace: a crash, a full disk or a second
-    Ctrl-C leaves either the old file or the new one, never half of one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    Ctrl-C leaves either the old file or the new one, never half of one. A failure (OSError, or torch's
+    RuntimeError on a full disk) is one CheckpointError naming the path and the cause."""
     state = {**state, "version": FORMAT_VERSION, "mnistcnn_version": __version__}
     try:
-        with tmp.open("wb") as f:
+        with outputs.atomic(path, _KEPT) as f:
             torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise CheckpointError(
-            f"cannot write checkpoint {path}: {e.strerror or e}; free some space or choose another --run-dir "
-            "(the previous checkpoint is untouched)"
-        ) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    except MnistcnnError as e:
+        raise CheckpointError(str(e)) from None
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", resume: bool = False) -> dict:
@@ -155,11 +145,12 @@ class Position:
         )
 
 
-def build(model, optimizer, cfg, epoch, batch, step, history, best, partial=None) -> dict:
+def build(model, optimizer, cfg, epoch, batch, step, history, best, partial=None, run_id=None) -> dict:
     """Everything needed to continue exactly: `epoch` epochs done plus `batch` batches of the next one.
 
     No RNG state: the weights are drawn once from the seed and every epoch's order is a pure function of
-    (seed, epoch), so the position alone says what comes next."""
+    (seed, epoch), so the position alone says what comes next. `run_id`: the run folder's identity (resume
+    refuses a checkpoint whose id differs from its folder's config.json)."""
     opt_state = optimizer.state_dict()
     for group in opt_state["param_groups"]:  # a tensor LR (CUDA graphs) is stored as a plain float
         if isinstance(group.get("lr"), torch.Tensor):
@@ -174,6 +165,7 @@ def build(model, optimizer, cfg, epoch, batch, step, history, best, partial=None
         "best": best,
         "partial": partial or {},
         "metrics": list(history),
+        "run_id": run_id,
     }
 
 

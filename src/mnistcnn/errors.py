@@ -18,8 +18,9 @@ class CheckpointError(MnistcnnError):
 
 
 class Interrupted(Exception):
-    """Training stopped on SIGINT/SIGTERM after saving last.pt; the CLI exits 128 + signal number."""
+    """Training stopped on SIGINT/SIGTERM after saving last.pt; the CLI exits 128 + signal number.
+    `finished`: every epoch was trained (the signal came during the final evaluation, save or plot)."""
 
-    def __init__(self, signum: int, run_dir) -> None:
+    def __init__(self, signum: int, run_dir, finished: bool = False) -> None:
         super().__init__(f"interrupted by signal {signum}")
-        self.signum, self.run_dir = signum, run_dir
+        self.signum, self.run_dir, self.finished = signum, run_dir, finished

@@ -83,18 +83,22 @@ def feature_maps(ckpt, model, digit: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def export(ckpt, model, fmt: str, out: Path) -> Path:
-    """ONNX (dynamic batch) or TorchScript of the model; input: normalised images (B, 1, 28, 28)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """ONNX (dynamic batch) or TorchScript of the model; input: normalised images (B, 1, 28, 28). Built in
+    memory, then written atomically: a failed write leaves whatever `out` held before."""
+    import io
+
+    from mnistcnn.outputs import write_bytes
+
+    if fmt not in ("onnx", "torchscript"):
+        raise MnistcnnError(f"--format must be onnx or torchscript; got {fmt!r}")
     model = model.cpu().eval()
     example = torch.zeros(2, 1, 28, 28)
+    buffer = io.BytesIO()
     if fmt == "torchscript":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # deprecated, but still what C++/mobile load
-            torch.jit.save(torch.jit.trace(model, example), str(out))
-        return out
-    if fmt != "onnx":
-        raise MnistcnnError(f"--format must be onnx or torchscript; got {fmt!r}")
+            torch.jit.save(torch.jit.trace(model, example), buffer)
+        return write_bytes(out, buffer.getvalue())
     try:
         import onnx  # noqa: F401
     except ImportError:
@@ -104,10 +108,10 @@ def export(ckpt, model, fmt: str, out: Path) -> Path:
         torch.onnx.export(
             model,
             (example,),
-            str(out),
+            buffer,
             input_names=["images"],
             output_names=["logits"],
             dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
             dynamo=False,
         )
-    return out
+    return write_bytes(out, buffer.getvalue())

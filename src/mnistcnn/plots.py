@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mnistcnn.errors import MnistcnnError
+from mnistcnn.outputs import atomic
 from mnistcnn.rundir import newest_run, read_metrics
 
 
@@ -31,19 +32,25 @@ def _moving_average(values: list[float], window: int) -> list[float]:
     return out
 
 
-def plot_loss(metrics: Path, out: Path) -> Path:
-    """Batch loss (faint) with its moving average and epoch boundaries; accuracy per epoch below."""
+def plot_loss(metrics: Path, out: Path, log=lambda _: None) -> Path:
+    """Batch loss (faint) with its moving average and epoch boundaries; accuracy per epoch below.
+
+    Lines that are not valid records (not UTF-8, not JSON, missing keys, wrong types) are skipped and counted
+    through `log`; the picture is written atomically (the old one stays if the write fails)."""
     # A bare Figure (no pyplot) with fixed margins: pyplot's import and the constrained layout cost ~1.5 s of
     # every training command's end on the 2-core test machine; this draws the same picture in ~0.5 s.
     from matplotlib.figure import Figure
 
-    records = read_metrics(metrics)
+    records, skipped = read_metrics(metrics, skip_bad=True)
+    if skipped:
+        log(f"skipped {skipped} line{'s' if skipped > 1 else ''} of {metrics} that are not mnistcnn records")
     batches = [r for r in records if r.get("type") == "batch"]
     epochs = [r for r in records if r.get("type") == "epoch"]
     tests = [r for r in records if r.get("type") == "test"]
     if not batches:
+        bad = f" ({skipped} bad lines skipped)" if skipped else ""
         raise MnistcnnError(
-            f"{metrics} holds no batch losses; is it an mnistcnn metrics.jsonl of a started run?"
+            f"{metrics} holds no batch losses{bad}: nothing to plot; is it an mnistcnn metrics.jsonl of a started run?"
         )
     steps = [r["step"] for r in batches]
     losses = [r["loss"] for r in batches]
@@ -110,6 +117,6 @@ def plot_loss(metrics: Path, out: Path) -> Path:
     ax2.set_ylabel("accuracy (%)")
     ax2.grid(True, alpha=0.3)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    with atomic(out) as f:
+        fig.savefig(f, format=out.suffix[1:].lower() or "png", dpi=120)
     return out

@@ -1,18 +1,26 @@
-"""The run folder: config.json, env.json, metrics.jsonl, last.pt, best.pt, loss.png.
+"""The run folder: config.json, env.json, metrics.jsonl, last.pt, best.pt, loss.png — its lock, its identity
+(a run id in config.json and every checkpoint), and every write to it through outputs.py.
 
-Usage: `run = RunDir.create(path)`; `run.append({"type": "epoch", ...})`; `newest_run("runs")`.
+Usage: `run = RunDir.create(path)` (locked); `run.append({"type": "epoch", ...})`; `run.unlock()`;
+`records, skipped = read_metrics(path, skip_bad=True)`; `newest_run("runs")`.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
 import sys
 import time
+import uuid
 from pathlib import Path
 
+from mnistcnn import outputs
 from mnistcnn.errors import MnistcnnError
+
+LOCK = ".mnistcnn.lock"  # flock'ed by the train/resume that owns the folder; holds its pid
+_HINT = "free some space or fix the folder; the previous checkpoints are untouched"
 
 
 def default_run_dir(base: str | os.PathLike = "runs") -> Path:
@@ -28,79 +36,193 @@ def is_run_dir(path: Path) -> bool:
 
 
 class RunDir:
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    """A run folder held by this process: `lock()` first, then every write goes through `write_json`/`append`."""
+
+    def __init__(self, path: Path, run_id: str | None = None) -> None:
+        self.path, self.run_id = Path(path), run_id
+        self._lock_fd: int | None = None
 
     @classmethod
-    def create(cls, path: str | os.PathLike) -> RunDir:
-        """A new run folder; refuses one that holds anything (a previous run's files are never overwritten)."""
+    def check_new(cls, path: str | os.PathLike) -> Path:
+        """Refuse a folder that holds anything (a previous run's files are never overwritten); writes nothing."""
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise MnistcnnError(f"--run-dir {path} is a file; pass a folder path")
-        if path.is_dir() and any(path.iterdir()):
+        if path.is_dir() and any(p.name != LOCK for p in path.iterdir()):
             what = "a previous run (use --resume to continue it)" if is_run_dir(path) else "other files"
             raise MnistcnnError(f"--run-dir {path} already holds {what}; choose a new or empty folder")
+        return path
+
+    @classmethod
+    def create(cls, path: str | os.PathLike) -> RunDir:
+        """A new run folder with a fresh run id, created and locked."""
+        path = cls.check_new(path)
         try:
             path.mkdir(parents=True, exist_ok=True)
-            probe = path / ".write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
         except OSError as e:
             raise MnistcnnError(
                 f"cannot create run folder {path}: {e.strerror}; choose another --run-dir"
             ) from None
-        return cls(path)
+        run = cls(path, uuid.uuid4().hex)
+        run.lock()
+        try:
+            cls.check_new(
+                path
+            )  # another train may have taken the empty folder between the check and the lock
+        except MnistcnnError:
+            run.unlock()
+            raise
+        return run
 
     @classmethod
     def reopen(cls, path: str | os.PathLike, ckpt: dict) -> RunDir:
-        """The folder of a run being resumed, its metrics.jsonl cut back to what `ckpt` holds (lines written
-        after the checkpoint, e.g. before a hard kill, would otherwise appear twice)."""
+        """The folder of a run being resumed: locked, its identity checked against the checkpoint's, then (the
+        first write) its metrics.jsonl cut back to what `ckpt` holds (lines written after the checkpoint, e.g.
+        before a hard kill, would otherwise appear twice)."""
         run = cls(Path(path))
-        if run.metrics_path.is_file():
+        run.lock()
+        try:
+            run.run_id = identity(run.path, ckpt)
+            metrics = read_metrics(run.metrics_path, skip_bad=True)[0] if run.metrics_path.is_file() else None
+        except MnistcnnError:
+            run.unlock()
+            raise
+        if metrics is not None:
             keep = [
                 r
-                for r in read_metrics(run.metrics_path)
-                if (r.get("type") == "batch" and r.get("step", 0) <= ckpt["step"])
-                or (r.get("type") == "epoch" and r.get("epoch", 0) <= ckpt["epoch"])
+                for r in metrics
+                if (r["type"] == "batch" and r["step"] <= ckpt["step"])
+                or (r["type"] == "epoch" and r["epoch"] <= ckpt["epoch"])
             ]
-            tmp = run.path / ".metrics.jsonl.tmp"
-            tmp.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in keep))
-            os.replace(tmp, run.metrics_path)
+            payload = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in keep)
+            outputs.write_bytes(run.metrics_path, payload.encode(), _HINT)
         return run
 
+    def lock(self) -> None:
+        """Own the folder until `unlock` or the process ends (the kernel drops a flock of a dead process)."""
+        lock = self.path / LOCK
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise outputs.write_error(lock, e, "choose a writable run folder") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise MnistcnnError(
+                f"{self.path} is in use by another mnistcnn train (pid {holder}); wait for it to finish"
+            ) from None
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as e:
+            os.close(fd)
+            raise outputs.write_error(lock, e, _HINT) from None
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
     def write_json(self, name: str, obj: dict) -> None:
-        tmp = self.path / f".{name}.tmp"
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
-        os.replace(tmp, self.path / name)
+        outputs.write_bytes(self.path / name, (json.dumps(obj, indent=2) + "\n").encode(), _HINT)
+
+    def write_config(self, config: dict) -> None:
+        self.write_json("config.json", {**config, "run_id": self.run_id})
 
     def append(self, *records: dict) -> None:
-        with (self.path / "metrics.jsonl").open("a") as f:
-            f.writelines(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
+        payload = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
+        outputs.append_bytes(self.metrics_path, payload.encode(), _HINT)
 
     @property
     def metrics_path(self) -> Path:
         return self.path / "metrics.jsonl"
 
 
-def read_metrics(path: Path) -> list[dict]:
-    """Records of a metrics.jsonl; a torn last line (killed mid-write) is skipped."""
-    records = []
+def identity(folder: Path, ckpt: dict) -> str:
+    """The run id a resume continues under; refuses a checkpoint of another run than the folder's.
+
+    The folder's config.json names its run id. A checkpoint with a different id is refused. A checkpoint or a
+    folder from before run ids (mnistcnn <= 0.x) is accepted when the folder's config equals the checkpoint's,
+    or when the folder has no config.json (a checkpoint copied into a new folder starts a fork there). Only the
+    recipe is compared: a resume may have changed engine keys such as epochs or device."""
+    from mnistcnn.resume import ENGINE_KEYS
+
+    theirs = ckpt.get("run_id")
+    config = folder / "config.json"
+    if not config.is_file():
+        return theirs if isinstance(theirs, str) else uuid.uuid4().hex
     try:
-        lines = path.read_text().splitlines()
+        saved = json.loads(config.read_bytes())
+    except (OSError, ValueError) as e:
+        raise MnistcnnError(
+            f"{config} is unreadable ({e!s:.80}); this run folder cannot be resumed safely"
+        ) from None
+    if not isinstance(saved, dict):
+        raise MnistcnnError(f"{config} is not an mnistcnn config; this run folder cannot be resumed safely")
+    ours = saved.pop("run_id", None)
+    if isinstance(ours, str) and isinstance(theirs, str):
+        if ours == theirs:
+            return ours
+    elif _recipe(saved, ENGINE_KEYS) == _recipe(ckpt.get("config"), ENGINE_KEYS):
+        return ours if isinstance(ours, str) else theirs if isinstance(theirs, str) else uuid.uuid4().hex
+    raise MnistcnnError(
+        f"the checkpoint belongs to another run than {folder} (see its config.json); resuming would overwrite "
+        f"that run's files. Resume {folder / 'last.pt'}, or copy the checkpoint into an empty folder and resume there"
+    )
+
+
+def _recipe(config, engine_keys) -> dict | None:
+    return {k: v for k, v in config.items() if k not in engine_keys} if isinstance(config, dict) else None
+
+
+def read_metrics(path: Path, skip_bad: bool = False) -> tuple[list[dict], int]:
+    """(records, lines skipped) of a metrics.jsonl: a torn last line (killed mid-write) is always skipped;
+    other bad lines (not UTF-8, not JSON, missing keys, wrong types) raise unless `skip_bad`."""
+    try:
+        raw = path.read_bytes()
     except OSError as e:
         raise MnistcnnError(f"cannot read {path}: {e.strerror}") from None
+    lines = raw.splitlines()
+    records, skipped = [], 0
     for i, line in enumerate(lines):
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:
-                continue
-            raise MnistcnnError(
-                f"{path} line {i + 1} is not JSON; is this an mnistcnn metrics.jsonl?"
-            ) from None
-        if isinstance(rec, dict):
+        rec = _record(line)
+        if rec is not None:
             records.append(rec)
-    return records
+        elif i == len(lines) - 1 and not raw.endswith(b"\n"):
+            continue  # torn by a kill mid-write
+        elif skip_bad:
+            skipped += 1
+        else:
+            raise MnistcnnError(f"{path} line {i + 1} is not an mnistcnn metrics record")
+    return records, skipped
+
+
+_NUMBER = (int, float)
+_SCHEMA = {  # required keys of each record type and their types (bool is not a number here)
+    "batch": {"epoch": int, "step": int, "loss": _NUMBER},
+    "epoch": {"epoch": int, "train_acc": _NUMBER, "seconds": _NUMBER},
+    "test": {"epoch": int, "test_acc": _NUMBER},
+}
+_OPTIONAL = {"val_acc": _NUMBER, "val_loss": _NUMBER, "train_loss": _NUMBER, "lr": _NUMBER}
+
+
+def _record(line: bytes) -> dict | None:
+    """One valid record, or None."""
+    try:
+        rec = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(rec, dict) or rec.get("type") not in _SCHEMA:
+        return None
+    need = {**_SCHEMA[rec["type"]], **{k: t for k, t in _OPTIONAL.items() if k in rec}}
+    for key, kind in need.items():
+        value = rec.get(key)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            return None
+    return rec
 
 
 def newest_run(base: str | os.PathLike = "runs") -> Path:

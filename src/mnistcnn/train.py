@@ -49,6 +49,7 @@ def train(cfg: TrainConfig, data_dir, run_dir: Path, reporter: Reporter, resume:
     when SIGINT/SIGTERM arrives.
     """
     world, device_name = distributed.setup(cfg.device)
+    trainer = None
     try:
         with StopFlag() as stop:
             trainer = Trainer(cfg, world, resolve_device(device_name), reporter, stop)
@@ -56,9 +57,13 @@ def train(cfg: TrainConfig, data_dir, run_dir: Path, reporter: Reporter, resume:
             for epoch in range(trainer.pos.epoch, cfg.epochs):
                 trainer.end_epoch(epoch, *trainer.run_epoch(epoch))
             result = trainer.finish()
-        world.barrier()  # leave together: a rank tearing gloo down while rank 0 still wrote files once aborted
+            world.barrier()  # leave together: a rank tearing gloo down while rank 0 still wrote files once aborted
+        if stop.signum is not None:  # arrived during the last save or the plot: that write completed
+            raise Interrupted(stop.signum, run_dir, finished=True)
         return result
     finally:
+        if trainer is not None and trainer.run is not None:
+            trainer.run.unlock()
         distributed.teardown(world)
 
 
@@ -70,6 +75,7 @@ class Trainer:
     ) -> None:
         self.cfg, self.world, self.device, self.stop = cfg, world, device, stop
         self.reporter = reporter if world.is_main else Silent()
+        self.run: RunDir | None = None
         self.precision = resolve_precision(cfg.precision, device)
         self.channels_last = use_channels_last(cfg.channels_last, device)
         if world.distributed and cfg.loader != "tensor":
@@ -80,6 +86,8 @@ class Trainer:
 
     def prepare(self, data_dir, run_dir: Path, resume: dict | None) -> None:
         self.run_dir, self.resume = run_dir, resume
+        if resume is None and self.world.is_main:
+            RunDir.check_new(run_dir)  # fail fast; checked again once the folder is locked
         source = self._load_data(data_dir)
         self.model = self._build_model(resume)
         self.stepper = self._build_stepper(resume)
@@ -147,9 +155,11 @@ class Trainer:
             return make(False)
 
     def _open_run(self, source: str) -> RunDir:
+        """Lock the folder (and, on resume, check its identity): the first write comes after every check."""
         run = RunDir.create(self.run_dir) if self.resume is None else RunDir.reopen(self.run_dir, self.resume)
+        self.run = run
         env = {**environment(self.device, self.precision, source), "world_size": self.world.size}
-        run.write_json("config.json", self.cfg.to_dict())
+        run.write_config(self.cfg.to_dict())
         run.write_json("env.json", env)
         what = "resuming" if self.resume else "training"
         self.reporter.log(
@@ -265,8 +275,13 @@ class Trainer:
     # --- the end ---
 
     def finish(self) -> dict:
-        """Test-set metrics, the final checkpoint and the loss plot; returns what the CLI prints."""
+        """Test-set metrics, the final checkpoint and the loss plot; returns what the CLI prints.
+
+        A signal during the evaluation stops before any write (last.pt already holds every epoch); during the
+        last save or the plot, that write completes and the rest is skipped (train() then exits 128 + signal)."""
         test = self._evaluate(self.test)
+        if self._agreed_stop():
+            raise Interrupted(self.stop.signum, self.run_dir, finished=True)
         final = {
             "type": "test",
             "epoch": self.cfg.epochs,
@@ -287,10 +302,17 @@ class Trainer:
         if self.run is not None:
             self.run.append(final)
             self._save("last.pt", self.cfg.epochs)
-            from mnistcnn.plots import plot_loss
+            if self.stop.signum is None:
+                from mnistcnn.plots import plot_loss
 
-            plot_loss(self.run.metrics_path, self.run.path / "loss.png")
+                plot_loss(self.run.metrics_path, self.run.path / "loss.png")
         return result
+
+    def _agreed_stop(self) -> bool:
+        """Whether a signal arrived; under torchrun every rank asks at the same point and all agree."""
+        if self.world.distributed:
+            return self.world.any_(self.stop.signum is not None)
+        return self.stop.signum is not None
 
     def _evaluate(self, split: epochs.Resident) -> dict:
         return evaluate(self.model, split.x, split.y, self.cfg.eval_batch_size, self.precision, self.world)
@@ -306,6 +328,7 @@ class Trainer:
             self.history,
             self.best,
             partial,
+            run_id=self.run.run_id,
         )
         checkpoint.save(self.run.path / name, state)
 

@@ -30,10 +30,15 @@ def _plt():
 
 
 def _save(fig, out: Path) -> Path:
+    """Write the figure atomically (format from the extension, PNG without one); one-line error on failure."""
+    from mnistcnn.outputs import atomic
+
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    _plt().close(fig)
+    try:
+        with atomic(out) as f:
+            fig.savefig(f, format=out.suffix[1:].lower() or "png", dpi=120)
+    finally:
+        _plt().close(fig)
     return out
 
 

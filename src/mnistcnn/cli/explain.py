@@ -15,7 +15,11 @@ import typer
 
 from mnistcnn.cli.common import Checkpoint, DataDir, Device, fail, sub_app
 
-Out = Annotated[Path, typer.Option(help="PNG file to write.")]
+Out = Annotated[Path, typer.Option(help="Picture to write (.png, .svg, .pdf, .jpg; no extension: .png).")]
+Force = Annotated[
+    bool,
+    typer.Option("--force", help="Replace an existing file that is not this command's kind of output."),
+]
 Index = Annotated[int | None, typer.Option(help="Use test-set image N instead of an IMAGE file.")]
 
 
@@ -31,10 +35,13 @@ def eval_(
         Path | None,
         typer.Option(help="Also draw the 10×10 confusion matrix into this PNG (and add it to --json)."),
     ] = None,
+    force: Force = False,
 ) -> None:
     """Test accuracy, average loss and per-class accuracy of a checkpoint."""
     from mnistcnn.evaluate import evaluate_checkpoint
 
+    if confusion is not None:
+        confusion = _picture(confusion, "--confusion", [checkpoint], force)
     log = (lambda m: typer.echo(m, err=True)) if json_out else typer.echo
     m = evaluate_checkpoint(checkpoint, data_dir, device, batch_size, log=log)
     if confusion is not None:
@@ -84,13 +91,15 @@ def plot_loss(
     out: Annotated[
         Path | None, typer.Option(help="PNG to write (default: loss.png beside metrics.jsonl).")
     ] = None,
+    force: Force = False,
 ) -> None:
     """Plot the batch loss (with a moving average) and the accuracy per epoch."""
     from mnistcnn.plots import plot_loss as draw
     from mnistcnn.plots import resolve_metrics
 
     metrics = resolve_metrics(target)
-    typer.echo(f"wrote {draw(metrics, out or metrics.parent / 'loss.png')}")
+    out = _picture(out or metrics.parent / "loss.png", "--out", [metrics], force)
+    typer.echo(f"wrote {draw(metrics, out, log=typer.echo)}")
 
 
 def predict(
@@ -104,6 +113,7 @@ def predict(
         Path | None, typer.Option(help="Save each image beside what the network saw.")
     ] = None,
     device: Device = "cpu",
+    force: Force = False,
 ) -> None:
     """Read your own digit images and say which digit each one is."""
     import numpy as np
@@ -113,6 +123,8 @@ def predict(
 
     if not 1 <= top_k <= 10:
         raise fail(f"--top-k must be between 1 and 10; got {top_k}")
+    if show_input is not None:
+        show_input = _picture(show_input, "--show-input", [checkpoint, *images], force, folders=True)
     ckpt, model = load_model(checkpoint, device)
     paths = expand(images)
     grays = [load_gray(p) for p in paths]
@@ -142,6 +154,7 @@ def failures(
     n: Annotated[int, typer.Option("--n", help="How many misclassified digits to show.")] = 36,
     data_dir: DataDir = None,
     device: Device = "auto",
+    force: Force = False,
 ) -> None:
     """A grid of misclassified test digits, most confident mistakes first ("Some Failures")."""
     from mnistcnn.checkpoint import load_model
@@ -150,6 +163,7 @@ def failures(
 
     if n <= 0:
         raise fail(f"--n must be > 0; got {n}")
+    out = _picture(out, "--out", [checkpoint], force)
     ckpt, model = load_model(checkpoint, device)
     p = predict_test_set(ckpt, model, data_dir, log=typer.echo)
     wrong = p["pred"] != p["labels"]
@@ -164,11 +178,12 @@ show_app = sub_app("The lecture's pictures: filters, feature maps, kernels, acti
 
 
 @show_app.command("filters")
-def show_filters(checkpoint: Checkpoint, out: Out = Path("filters.png")) -> None:
+def show_filters(checkpoint: Checkpoint, out: Out = Path("filters.png"), force: Force = False) -> None:
     """conv1's 32 learned 3×3 kernels on one shared colour scale."""
     from mnistcnn.checkpoint import load_model
     from mnistcnn.views import filters_png
 
+    out = _picture(out, "--out", [checkpoint], force)
     _, model = load_model(checkpoint)
     typer.echo(f"wrote {filters_png(model.conv1.weight.detach().numpy(), out)}")
 
@@ -180,12 +195,14 @@ def show_features(
     index: Index = None,
     out: Out = Path("features.png"),
     data_dir: DataDir = None,
+    force: Force = False,
 ) -> None:
     """The input and its feature maps after conv1 (32) and conv2 (64)."""
     from mnistcnn.checkpoint import load_model
     from mnistcnn.explain import digit_from, feature_maps
     from mnistcnn.views import features_png
 
+    out = _picture(out, "--out", [checkpoint, image], force)
     ckpt, model = load_model(checkpoint)
     digit, label = digit_from(index, image, data_dir, typer.echo)
     typer.echo(f"wrote {features_png(digit, *feature_maps(ckpt, model, digit), out, label)}")
@@ -197,20 +214,23 @@ def show_kernels(
     index: Index = None,
     out: Out = Path("kernels.png"),
     data_dir: DataDir = None,
+    force: Force = False,
 ) -> None:
     """The lecture's identity, blur and edge-detection kernels applied to a digit."""
     from mnistcnn.explain import digit_from
     from mnistcnn.views import kernels_png
 
+    out = _picture(out, "--out", [image], force)
     digit, _ = digit_from(index, image, data_dir, typer.echo)
     typer.echo(f"wrote {kernels_png(digit, out)}")
 
 
 @show_app.command("activations")
-def show_activations(out: Out = Path("activations.png")) -> None:
+def show_activations(out: Out = Path("activations.png"), force: Force = False) -> None:
     """Step, sigmoid (slopes 0.5/1/2), tanh and ReLU on one figure."""
     from mnistcnn.views import activations_png
 
+    out = _picture(out, "--out", [], force)
     typer.echo(f"wrote {activations_png(out)}")
 
 
@@ -245,12 +265,27 @@ def summary(
 def export(
     checkpoint: Checkpoint,
     format: Annotated[str, typer.Option("--format", help="onnx or torchscript.")] = "onnx",
-    out: Annotated[Path, typer.Option(help="File to write.")] = Path("mynet.onnx"),
+    out: Annotated[
+        Path | None, typer.Option(help="File to write (default mynet.onnx, or mynet.pt for torchscript).")
+    ] = None,
+    force: Force = False,
 ) -> None:
     """Export the model (input: normalised (B, 1, 28, 28) images; see the printed mean/std)."""
     from mnistcnn.checkpoint import load_model, normalization
     from mnistcnn.explain import export as do_export
+    from mnistcnn.outputs import ONNX, TORCHSCRIPT, check_output
 
+    kind = {"onnx": ONNX, "torchscript": TORCHSCRIPT}.get(format)
+    if kind is None:
+        raise fail(f"--format must be onnx or torchscript; got {format!r}")
+    out = check_output(out or Path("mynet" + kind.suffixes[0]), kind, "--out", [checkpoint], force)
     ckpt, model = load_model(checkpoint)
     mean, std = normalization(ckpt)
     typer.echo(f"wrote {do_export(ckpt, model, format, out)} (input = (pixels/255 - {mean:g}) / {std:g})")
+
+
+def _picture(path: Path, option: str, inputs: list, force: bool, folders: bool = False) -> Path:
+    """The picture file a command will write, checked before any work (see outputs.check_output)."""
+    from mnistcnn.outputs import PICTURE, check_output
+
+    return check_output(path, PICTURE, option, inputs, force, folders)

@@ -80,8 +80,18 @@ def train(
 
 def _interrupted(e, data_dir) -> typer.Exit:
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
-        again = f"mnistcnn train --resume {e.run_dir}" + (f" --data-dir {data_dir}" if data_dir else "")
-        typer.echo(f"interrupted: saved {Path(e.run_dir) / 'last.pt'}; continue with: {again}", err=True)
+        last, data = Path(e.run_dir) / "last.pt", f" --data-dir {data_dir}" if data_dir else ""
+        if e.finished:  # the signal came during the final evaluation, save or plot
+            typer.echo(
+                f"interrupted after the last epoch: {last} holds the trained model; "
+                f"its test accuracy: mnistcnn eval {last}{data}",
+                err=True,
+            )
+        else:
+            typer.echo(
+                f"interrupted: saved {last}; continue with: mnistcnn train --resume {e.run_dir}{data}",
+                err=True,
+            )
     return typer.Exit(128 + e.signum)
 
 
