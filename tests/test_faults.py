@@ -50,7 +50,7 @@ def base(mnist_root, tmp_path_factory) -> Path:
 def quick_pictures(monkeypatch):
     """The views draw a 1×1 figure and save it through the real views._save (open, write, fsync, replace), and
     train's loss plot likewise: the write path stays the product's, the drawing (tested in test_views.py)
-    costs nothing. show activations and plot-loss keep the real drawing."""
+    costs nothing. plot-loss keeps the real drawing."""
     from matplotlib.figure import Figure
 
     from mnistcnn import plots, views
@@ -168,7 +168,7 @@ PICTURES = {
 @pytest.mark.parametrize("command", sorted(PICTURES))
 def test_picture_commands(command, base, mnist_root, tmp_path, monkeypatch, request):
     """The old picture at --out stays until the new one is whole; the inputs are never touched."""
-    if command not in ("show-activations", "plot-loss"):
+    if command != "plot-loss":
         request.getfixturevalue("quick_pictures")
     shutil.copytree(base / "run", tmp_path / "run")
     shutil.copy(base / "seven.png", tmp_path / "seven.png")

@@ -108,12 +108,12 @@ def check_output(
         raise MnistcnnError(
             f"{option} {path} is a folder; give a file name such as {path / ('x' + kind.suffixes[0])}"
         )
+    _check_not_input(path, option, inputs, folders)
+    _check_not_run_file(path, option)
     if path.suffix.lower() not in kind.suffixes:
         raise MnistcnnError(
             f"{option} {path}: unknown extension {path.suffix!r} for a {kind.name}; use {', '.join(kind.suffixes)}"
         )
-    _check_not_input(path, option, inputs, folders)
-    _check_not_run_file(path, option)
     _check_folder(path, option)
     if path.exists() and not force and not kind.holds(path):
         raise MnistcnnError(
