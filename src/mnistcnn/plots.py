@@ -44,21 +44,29 @@ def plot_loss(metrics: Path, out: Path, log=lambda _: None) -> Path:
     records, skipped = read_metrics(metrics, skip_bad=True)
     if skipped:
         log(f"skipped {skipped} line{'s' if skipped > 1 else ''} of {metrics} that are not mnistcnn records")
-    batches = [r for r in records if r.get("type") == "batch"]
-    epochs = [r for r in records if r.get("type") == "epoch"]
-    tests = [r for r in records if r.get("type") == "test"]
+    batches = [r for r in records if r["type"] == "batch"]
     if not batches:
         bad = f" ({skipped} bad lines skipped)" if skipped else ""
         raise MnistcnnError(
-            f"{metrics} holds no batch losses{bad}: nothing to plot; is it an mnistcnn metrics.jsonl of a started run?"
+            f"{metrics} holds no batch losses{bad}: nothing to plot; is it an mnistcnn metrics.jsonl of a run?"
         )
-    steps = [r["step"] for r in batches]
-    losses = [r["loss"] for r in batches]
-    window = max(1, min(500, len(losses) // 50))
-
     fig = Figure(figsize=(9, 7))
     fig.subplots_adjust(left=0.09, right=0.98, top=0.95, bottom=0.075, hspace=0.3)
     ax1, ax2 = fig.subplots(2, 1, height_ratios=[3, 2])
+    _loss_axes(ax1, batches, f"Training loss — {metrics.parent.name}")
+    _accuracy_axes(
+        ax2, [r for r in records if r["type"] == "epoch"], [r for r in records if r["type"] == "test"]
+    )
+    out = Path(out)
+    with atomic(out) as f:
+        fig.savefig(f, format=out.suffix[1:].lower() or "png", dpi=120)
+    return out
+
+
+def _loss_axes(ax1, batches: list[dict], title: str) -> None:
+    steps = [r["step"] for r in batches]
+    losses = [r["loss"] for r in batches]
+    window = max(1, min(500, len(losses) // 50))
     ax1.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.6, label="batch loss")
     ax1.plot(
         steps,
@@ -86,10 +94,12 @@ def plot_loss(metrics: Path, out: Path, log=lambda _: None) -> Path:
     ax1.set_yscale("log")
     ax1.set_xlabel("training step (batch)")
     ax1.set_ylabel("cross-entropy loss (log scale)")
-    ax1.set_title(f"Training loss — {metrics.parent.name}")
+    ax1.set_title(title)
     ax1.grid(True, which="both", alpha=0.3)
     ax1.legend(loc="upper right")
 
+
+def _accuracy_axes(ax2, epochs: list[dict], tests: list[dict]) -> None:
     if epochs:
         xs = [r["epoch"] for r in epochs]
         ax2.plot(xs, [100 * r["train_acc"] for r in epochs], "o-", label="train (during the epoch)")
@@ -116,7 +126,3 @@ def plot_loss(metrics: Path, out: Path, log=lambda _: None) -> Path:
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("accuracy (%)")
     ax2.grid(True, alpha=0.3)
-    out = Path(out)
-    with atomic(out) as f:
-        fig.savefig(f, format=out.suffix[1:].lower() or "png", dpi=120)
-    return out
