@@ -4,7 +4,7 @@ Usage (in a test): `faults = Faults(tmp_path); faults.install(monkeypatch); faul
 a command; `faults.failed` says which operation failed (None: the command did fewer than 3 writes).
 
 Counted operations, only for paths under the folder: open for writing (builtins.open, io.open, hence
-Path.open/write_bytes), the first write() on each such file, os.open with a write flag, os.mkdir, os.fsync,
+Path.open/write_bytes), the first write() on each such file (a failing one writes half its bytes first), os.open with a write flag, os.mkdir, os.fsync,
 os.replace and torch.save. torch.save fails the way it does on a full disk (RuntimeError, no errno); the others
 raise OSError with the armed errno.
 """
@@ -114,7 +114,11 @@ class _Watched:
     def write(self, data):
         if not self._wrote:
             self._wrote = True
-            self._faults.hit("write", self._path)
+            try:
+                self._faults.hit("write", self._path)
+            except OSError:
+                self._f.write(bytes(data)[: len(data) // 2])  # a short write, then the error: a full disk
+                raise
         return self._f.write(data)
 
     def __getattr__(self, name):

@@ -59,7 +59,8 @@ def quick_pictures(monkeypatch):
         out = next(a for a in (*args, *kwargs.values()) if isinstance(a, Path) and a.suffix == ".png")
         return views._save(Figure(figsize=(1, 1)), out)
 
-    for name in ("confusion_png", "failures_png", "filters_png", "features_png", "kernels_png", "inputs_png"):
+    names = ("confusion_png", "failures_png", "filters_png", "features_png", "kernels_png", "inputs_png")
+    for name in (*names, "activations_png"):
         monkeypatch.setattr(views, name, tiny)
     monkeypatch.setattr(plots, "plot_loss", tiny)
 

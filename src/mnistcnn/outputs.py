@@ -63,12 +63,12 @@ class Kind:
 
 
 PICTURE = Kind(
-    "picture",
+    "a picture",
     (".png", ".svg", ".pdf", ".jpg", ".jpeg"),
     (b"\x89PNG\r\n\x1a\n", b"<?xml", b"<svg", b"%PDF-", b"\xff\xd8\xff"),
 )
-ONNX = Kind("ONNX export", (".onnx",), (b"\x08",))  # ModelProto starts with field 1 (ir_version)
-TORCHSCRIPT = Kind("TorchScript export", (".pt", ".pth", ".ts"), zip_member="/constants.pkl")
+ONNX = Kind("an ONNX export", (".onnx",), (b"\x08",))  # ModelProto starts with field 1 (ir_version)
+TORCHSCRIPT = Kind("a TorchScript export", (".pt", ".pth", ".ts"), zip_member="/constants.pkl")
 
 
 def cause(e: BaseException) -> str:
@@ -112,12 +112,12 @@ def check_output(
     _check_not_run_file(path, option)
     if path.suffix.lower() not in kind.suffixes:
         raise MnistcnnError(
-            f"{option} {path}: unknown extension {path.suffix!r} for a {kind.name}; use {', '.join(kind.suffixes)}"
+            f"{option} {path}: unknown extension {path.suffix!r} for {kind.name}; use {', '.join(kind.suffixes)}"
         )
     _check_folder(path, option)
     if path.exists() and not force and not kind.holds(path):
         raise MnistcnnError(
-            f"{option} {path} exists and is not a {kind.name}; choose another name or pass --force to replace it"
+            f"{option} {path} exists and is not {kind.name}; choose another name or pass --force to replace it"
         )
     return path
 
