@@ -4,9 +4,9 @@ Usage (in a test): `faults = Faults(tmp_path); faults.install(monkeypatch); faul
 a command; `faults.failed` says which operation failed (None: the command did fewer than 3 writes).
 
 Counted operations, only for paths under the folder: open for writing (builtins.open, io.open, hence
-Path.open/write_bytes), the first write() on each such file (a failing one writes half its bytes first), os.open with a write flag, os.mkdir, os.fsync,
-os.replace and torch.save. torch.save fails the way it does on a full disk (RuntimeError, no errno); the others
-raise OSError with the armed errno.
+Path.open/write_bytes), the first write() on each such file (a failing one writes half its bytes first, as a
+full disk does), os.open with a write flag, os.mkdir, os.fsync, os.replace and torch.save. torch.save fails the
+way it does on a full disk (RuntimeError, no errno); the others raise OSError with the armed errno.
 """
 
 from __future__ import annotations

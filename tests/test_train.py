@@ -51,7 +51,7 @@ def test_train_writes_the_run_folder(mnist_root, tmp_path):
     result = train(cfg, mnist_root, tmp_path / "run", quiet())
     run = tmp_path / "run"
     assert sorted(p.name for p in run.iterdir()) == sorted(
-        ["config.json", "env.json", "metrics.jsonl", "last.pt", "best.pt", "loss.png"]
+        ["config.json", "env.json", "metrics.jsonl", "last.pt", "best.pt", "loss.png", ".mnistcnn.lock"]
     )
     assert json.loads((run / "config.json").read_text()) == cfg.to_dict()
     env = json.loads((run / "env.json").read_text())

@@ -123,10 +123,11 @@ def check_output(
 
 
 def _same(a: Path, b: Path) -> bool:
+    """Whether two existing paths are one file (an output that does not exist yet is no input)."""
     try:
         return os.path.samefile(a, b)
     except OSError:
-        return a.resolve() == b.resolve()
+        return False
 
 
 def _check_not_input(path: Path, option: str, inputs, folders: bool) -> None:
