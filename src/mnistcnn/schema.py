@@ -58,7 +58,7 @@ def is_number(value) -> bool:
 
 
 def integer(d: dict, key: str, low: int, high: int, where: str = "") -> int:
-    value = d[key]
+    value = d.get(key)  # a missing key reads as None: "must be an integer …; got None"
     if not is_int(value) or not low <= value <= high:
         raise Bad(f"{where}{key}", f"must be an integer in {low}..{high}; got {_show(value)}")
     return value
