@@ -1,8 +1,10 @@
 import gzip
 import io
+import json
 import os
 import pickle
 import subprocess
+import time
 import zipfile
 
 import numpy as np
@@ -287,3 +289,53 @@ def test_batch_larger_than_the_training_set(mnist_root, tmp_path):
         and "--batch-size 1500 is larger than the training set (1000 images" in result.stderr
     )
     assert not run.exists()  # refused before the run folder was made
+
+
+def stamped(root):
+    """A full verify (which writes the stamp) of files a clock tick older than the stamp."""
+    time.sleep(0.05)  # file times tick every few ms: a stamp from the same tick as the files is never trusted
+    data.verify(root)
+    assert (data.raw_dir(root) / data.STAMP).is_file()
+    return root
+
+
+def test_stamp_skips_hashing_while_files_are_unchanged(mnist_copy, monkeypatch):
+    stamped(mnist_copy)
+    hashed = []
+    monkeypatch.setattr(data, "sha256", lambda path: hashed.append(path) or "0" * 64)
+    assert data.ensure_mnist(mnist_copy) == "local"
+    assert hashed == []
+    with pytest.raises(DataError, match="corrupt"):  # `data verify` always hashes
+        data.verify(mnist_copy)
+    assert len(hashed) == 1
+
+
+@pytest.mark.parametrize("restore_mtime", [False, True])
+def test_stamp_does_not_hide_a_changed_file(mnist_copy, restore_mtime):
+    stamped(mnist_copy)
+    path = data.raw_dir(mnist_copy) / "train-images-idx3-ubyte"
+    before = path.stat()
+    raw = bytearray(path.read_bytes())
+    raw[5000] ^= 1  # same size
+    path.write_bytes(bytes(raw))
+    if restore_mtime:  # as `cp -p` or an editor keeping times would: the ctime still moves
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with pytest.raises(DataError, match="train-images-idx3-ubyte is corrupt"):
+        data.ensure_mnist(mnist_copy)
+
+
+def test_stamp_counts_only_for_the_digests_it_was_made_with(mnist_copy, monkeypatch):
+    stamped(mnist_copy)
+    monkeypatch.delenv(data.ENV_SUMS)  # the canonical full-MNIST digests now
+    with pytest.raises(DataError, match="is corrupt"):
+        data.ensure_mnist(mnist_copy)
+
+
+def test_damaged_stamp_means_a_full_check(mnist_copy, monkeypatch):
+    stamp = data.raw_dir(stamped(mnist_copy)) / data.STAMP
+    stamp.write_text("{not json")
+    hashed = []
+    real = data.sha256
+    monkeypatch.setattr(data, "sha256", lambda path: hashed.append(path) or real(path))
+    assert data.ensure_mnist(mnist_copy) == "local"
+    assert len(hashed) == len(data.FILES) and json.loads(stamp.read_text())["version"] == 1
