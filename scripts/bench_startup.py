@@ -1,0 +1,180 @@
+"""Start-up cost of a short `mnistcnn train` against the bare minimum a PyTorch training process pays.
+
+Usage: python scripts/bench_startup.py --data-dir ../shared/data --device cpu --repeats 3 --out startup.json
+
+Runs, alternating (so a drifting machine load hits both alike), each in a fresh process:
+  baseline  python -c "import torch; torch.optim.Adam([torch.zeros(1, requires_grad=True)])"
+            (with --device cuda the tensor is created on the GPU, so CUDA initialisation is included)
+  command   python -m mnistcnn train --epochs 1 --train-limit 64 --device cpu   (CPU)
+            python -m mnistcnn train --config configs/fast.toml --device cuda   (CUDA)
+and prints the median wall time and peak RSS of each, their difference and ratio, and whether the command
+stays within the allowance of issue 13 (CPU: baseline + 2.5 s, CUDA: baseline + 2.0 s). --check exits 1 when
+it does not. The command runs with this checkout's src/ first on PYTHONPATH, so no install is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ALLOWANCE_S = {"cpu": 2.5, "cuda": 2.0}
+
+
+def baseline_cmd(device: str) -> list[str]:
+    where = ", device='cuda'" if device == "cuda" else ""
+    code = f"import torch; torch.optim.Adam([torch.zeros(1{where}, requires_grad=True)])"
+    return [sys.executable, "-c", code]
+
+
+def train_cmd(device: str, data_dir: Path, run_dir: Path, train_limit: int) -> list[str]:
+    recipe = ["--epochs", "1", "--train-limit", str(train_limit)] if device == "cpu" else []
+    if device == "cuda":
+        recipe = ["--config", str(ROOT / "configs" / "fast.toml")]
+    return [
+        sys.executable,
+        "-m",
+        "mnistcnn",
+        "train",
+        *recipe,
+        "--device",
+        device,
+        "--data-dir",
+        str(data_dir),
+        "--run-dir",
+        str(run_dir),
+    ]
+
+
+def timed(cmd: list[str], src: Path = ROOT / "src") -> dict:
+    """Wall time and peak RSS of one child process; a failing child stops the benchmark with its output."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")])),
+    }
+    with tempfile.TemporaryFile() as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}:\n{text}")
+    return {
+        "wall_s": wall,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "last_line": text.strip().splitlines()[-1:],
+    }
+
+
+def cpu_name() -> str:
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.exists() else []
+    return next(
+        (ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), platform.machine()
+    )
+
+
+def versions() -> dict:
+    probe = "import json, torch; print(json.dumps({'torch': torch.__version__, 'threads': torch.get_num_threads()}))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return {
+        **json.loads(out),
+        "python": platform.python_version(),
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+    }
+
+
+def summary(runs: list[dict]) -> dict:
+    return {
+        "median_wall_s": statistics.median(r["wall_s"] for r in runs),
+        "median_cpu_s": statistics.median(r["cpu_s"] for r in runs),
+        "median_peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in runs),
+        "walls_s": [round(r["wall_s"], 3) for r in runs],
+    }
+
+
+def measure(device: str, data_dir: Path, repeats: int, train_limit: int, src: Path, log=print) -> dict:
+    base, command = [], []
+    with tempfile.TemporaryDirectory(prefix="mnistcnn-startup-") as tmp:
+        timed(
+            train_cmd(device, data_dir, Path(tmp) / "warm", train_limit), src
+        )  # page cache and data stamp warm
+        for i in range(repeats):
+            base.append(timed(baseline_cmd(device)))
+            command.append(timed(train_cmd(device, data_dir, Path(tmp) / f"run{i}", train_limit), src))
+            log(
+                f"  {i + 1}/{repeats}: baseline {base[-1]['wall_s']:.2f} s, command {command[-1]['wall_s']:.2f} s"
+            )
+    result = {"device": device, "baseline": summary(base), "command": summary(command)}
+    b, c = result["baseline"]["median_wall_s"], result["command"]["median_wall_s"]
+    result.update(
+        baseline_cmd=" ".join(baseline_cmd(device)[1:]),
+        command_cmd=" ".join(train_cmd(device, data_dir, Path("RUN"), train_limit)[1:]),
+        extra_s=c - b,
+        ratio=c / b,
+        allowance_s=ALLOWANCE_S[device],
+        within=c - b <= ALLOWANCE_S[device],
+        command_last_line=command[-1]["last_line"],
+    )
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("MNISTCNN_DATA_DIR", "data")))
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--repeats", type=int, default=3, help="alternating runs of each (medians reported)")
+    p.add_argument("--train-limit", type=int, default=64, help="training images of the CPU command")
+    p.add_argument(
+        "--src", type=Path, default=ROOT / "src", help="the mnistcnn source to run (another checkout's src/)"
+    )
+    p.add_argument("--out", type=Path, help="write the result as JSON here")
+    p.add_argument(
+        "--check", action="store_true", help="exit 1 when the command exceeds baseline + allowance"
+    )
+    args = p.parse_args()
+    info = versions()
+    print(
+        f"{info['cpu']} ({info['cores']} cores), python {info['python']}, torch {info['torch']}, "
+        f"{info['threads']} torch threads; {args.repeats} alternating runs"
+    )
+    result = {
+        **info,
+        "src": str(args.src),
+        **measure(args.device, args.data_dir, args.repeats, args.train_limit, args.src),
+    }
+    b, c = result["baseline"], result["command"]
+    print(
+        f"baseline: {b['median_wall_s']:.2f} s, peak RSS {b['median_peak_rss_mb']:.0f} MB  ({result['baseline_cmd']})"
+    )
+    print(
+        f"command:  {c['median_wall_s']:.2f} s, peak RSS {c['median_peak_rss_mb']:.0f} MB  ({result['command_cmd']})"
+    )
+    verdict = "within" if result["within"] else "OVER"
+    print(
+        f"command - baseline = {result['extra_s']:+.2f} s (ratio {result['ratio']:.2f}); "
+        f"{verdict} the allowance of {result['allowance_s']} s"
+    )
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    if args.check and not result["within"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
