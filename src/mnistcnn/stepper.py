@@ -39,9 +39,11 @@ def set_lr(optimizer: torch.optim.Optimizer, value) -> None:
             group["lr"] = float(value)
 
 
-def chunk_for(batch_size: int, device: torch.device) -> int:
-    """Steps per graph replay on CUDA: enough that launch overhead vanishes at batch 10, bounded in memory."""
-    return max(1, min(64, 2048 // batch_size)) if device.type == "cuda" else 1
+def chunk_for(batch_size: int, device: torch.device, steps: int | None = None) -> int:
+    """Steps per graph replay on CUDA: enough that launch overhead vanishes at batch 10, bounded in memory,
+    and no more than the `steps` (full batches) an epoch has: a longer graph would be captured, never replayed."""
+    k = max(1, min(64, 2048 // batch_size)) if device.type == "cuda" else 1
+    return max(1, min(k, steps)) if steps is not None else k
 
 
 class _Graph:
@@ -57,14 +59,29 @@ class _Graph:
 
 class Stepper:
     def __init__(
-        self, model, optimizer, x, y, device, precision: str, batch_size: int, graphs: bool, scale=None
+        self,
+        model,
+        optimizer,
+        x,
+        y,
+        device,
+        precision: str,
+        batch_size: int,
+        graphs: bool,
+        scale=None,
+        chunk: int | None = None,
+        count_correct: bool = True,
     ) -> None:
         """`batch_size`: images per step on this process. `scale`: None for the batch-mean loss, or the factor
-        on the batch's summed loss (data-parallel: world size / global batch, so DDP's average is exact)."""
+        on the batch's summed loss (data-parallel: world size / global batch, so DDP's average is exact).
+        `chunk`: steps per CUDA-graph replay (default `chunk_for(batch_size, device)`). `count_correct=False`
+        drops the per-step accuracy kernels (argmax, compare, sum) for callers that never read the count: the
+        count returned is then 0."""
         self.model, self.optimizer, self.x, self.y = model, optimizer, x, y
         self.device, self.precision, self.batch_size, self.scale = device, precision, batch_size, scale
+        self.count_correct = count_correct
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-        self.chunk = chunk_for(batch_size, device) if graphs else 1
+        self.chunk = (chunk or chunk_for(batch_size, device)) if graphs else 1
         self.graphs: dict[int, _Graph] = {}
         if graphs and self.scaler is None:
             self._capture()
@@ -86,7 +103,8 @@ class Stepper:
         else:
             loss.backward()
             self.optimizer.step()
-        return loss.detach().float(), (logits.argmax(1) == yb).sum()
+        ok = (logits.argmax(1) == yb).sum() if self.count_correct else torch.zeros((), device=yb.device)
+        return loss.detach().float(), ok
 
     def _body(self, idx_block: torch.Tensor, lrs: list):
         """len(lrs) steps on consecutive batch_size slices of idx_block; the code a CUDA graph captures."""

@@ -27,7 +27,7 @@ from mnistcnn.model import MyNet
 from mnistcnn.report import Reporter, Silent
 from mnistcnn.resume import ENGINE_KEYS, StopFlag, should_stop
 from mnistcnn.rundir import RunDir, environment
-from mnistcnn.stepper import Stepper, make_optimizer
+from mnistcnn.stepper import Stepper, chunk_for, make_optimizer
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -141,7 +141,10 @@ class Trainer:
             if resume is not None:
                 checkpoint.load_optimizer_state(optimizer, resume["optimizer"])
             x, y = self.train.x, self.train.y
-            return Stepper(forward, optimizer, x, y, device, self.precision, local_batch, graphs, scale)
+            chunk = chunk_for(local_batch, device, len(x) // cfg.batch_size)  # short runs: short graphs
+            return Stepper(
+                forward, optimizer, x, y, device, self.precision, local_batch, graphs, scale, chunk
+            )
 
         graphs = (
             cfg.cuda_graphs and device.type == "cuda" and cfg.loader == "tensor" and not cfg.deterministic

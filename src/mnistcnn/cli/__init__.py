@@ -40,9 +40,10 @@ def main(
     ] = False,
 ) -> None:
     ctx.obj = {"debug": debug}
-    from mnistcnn.hostalloc import tune_host_allocator
+    from mnistcnn.hostalloc import skip_exit_collection, tune_host_allocator
 
     tune_host_allocator()  # CPU steps reuse freed memory instead of page-faulting it in again (~1.4x)
+    skip_exit_collection()  # ~2 s less at exit after torch is imported
 
 
 app.command()(train.train)
