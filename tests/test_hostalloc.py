@@ -63,3 +63,23 @@ def test_the_command_tunes_the_allocator(monkeypatch, tmp_path):
 def test_not_applicable_elsewhere(monkeypatch):
     monkeypatch.setattr(hostalloc.sys, "platform", "darwin")
     assert hostalloc.tune_host_allocator() is False
+
+
+CYCLE = """
+import gc, sys
+from mnistcnn.hostalloc import skip_exit_collection
+if sys.argv[1] == "skip":
+    skip_exit_collection()
+class Cycle:
+    def __del__(self):
+        print("collected at exit")
+c = Cycle(); c.me = c; del c
+gc.disable()  # so only the collections of interpreter shutdown could reach the cycle
+"""
+
+
+@pytest.mark.parametrize("mode", ["default", "skip"])
+def test_exit_collection_is_skipped(mode):
+    proc = subprocess.run([sys.executable, "-c", CYCLE, mode], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert ("collected at exit" in proc.stdout) == (mode == "default")
