@@ -56,3 +56,18 @@ def test_explicit_chunk_sets_the_captured_graphs(mnist_root):
     assert stepper.chunk == 5 and sorted(stepper.graphs) == [1, 5]
     losses, _ = stepper.steps(torch.arange(160, device=CUDA), [1e-3] * 5, torch.full((5,), 1e-3, device=CUDA))
     assert losses.shape == (5,) and bool(torch.isfinite(losses).all())
+
+
+def test_adam_takes_its_betas_from_the_config():
+    from mnistcnn.config import load_config
+    from mnistcnn.errors import ConfigError
+
+    cfg = load_config(None, {"beta1": 0.7, "beta2": 0.9})
+    opt = make_optimizer(cfg, MyNet().parameters(), CPU, capturable=False)
+    assert opt.param_groups[0]["betas"] == (0.7, 0.9)
+    assert make_optimizer(TrainConfig(), MyNet().parameters(), CPU, False).param_groups[0]["betas"] == (
+        0.9,
+        0.999,
+    )
+    with pytest.raises(ConfigError, match="beta1 must be >= 0 and < 1"):
+        load_config(None, {"beta1": 1.0})

@@ -54,6 +54,8 @@ class TrainConfig(BaseModel):
         "adam", "the lecture's Adam; sgd (with momentum) comes first there"
     )
     momentum: float = _key(0.9, "SGD only: the usual heavy-ball value", ge=0, lt=1)
+    beta1: float = _key(0.9, "Adam only: torch's default decay of the gradient average", ge=0, lt=1)
+    beta2: float = _key(0.999, "Adam only: torch's default decay of the squared-gradient average", ge=0, lt=1)
     weight_decay: float = _key(0.0, "MyNet is small and MNIST large: no regularisation needed", ge=0, le=1)
     schedule: Literal["none", "onecycle", "step"] = _key("onecycle", "warm-up then cosine: robust and fast")
     warmup: float = _key(0.2, "onecycle: fraction of all steps spent rising to the peak LR", ge=0, lt=1)

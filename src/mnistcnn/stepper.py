@@ -27,7 +27,8 @@ def make_optimizer(cfg: TrainConfig, params, device: torch.device, capturable: b
     # Not fused on the CPU: measured no faster there (interleaved A/B, batch 32 and 128), and its result depends
     # on the thread count (1 vs 2 threads: weights 0.07 apart after 375 steps; foreach: 2e-7).
     kwargs = {"fused": True, "capturable": capturable} if cuda else {"foreach": True}
-    return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay, **kwargs)
+    betas = (cfg.beta1, cfg.beta2)
+    return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=cfg.weight_decay, **kwargs)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, value) -> None:
