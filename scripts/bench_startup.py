@@ -72,6 +72,8 @@ def timed(cmd: list[str], src: Path = ROOT / "src") -> dict:
         raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}:\n{text}")
     return {
         "wall_s": wall,
+        "cpu_s": usage.ru_utime
+        + usage.ru_stime,  # less sensitive than wall time to other load on the machine
         "peak_rss_mb": usage.ru_maxrss / 1024,
         "last_line": text.strip().splitlines()[-1:],
     }
