@@ -192,8 +192,8 @@ def check_walls(r: Runner, a) -> None:
     extra = ["--device", a.device, "--data-dir", str(a.data_dir)] + (
         ["--train-limit", "256"] if r.dry else []
     )
-    runs = [("configs/fast-gpu.toml", [])] * (1 if r.dry else 2) + [("configs/fast.toml", [])]
-    runs += [] if r.dry else [("configs/fast-gpu.toml", ["--compile"])]
+    runs = [("configs/fast-gpu.toml", [])]
+    runs += [] if r.dry else [runs[0], ("configs/fast.toml", []), ("configs/fast-gpu.toml", ["--compile"])]
     r.result["walls"] = [r.train_cmd("walls", config, extra + more, 240) for config, more in runs]
 
 
