@@ -133,6 +133,21 @@ def measure(device: str, data_dir: Path, repeats: int, train_limit: int, src: Pa
     return result
 
 
+def report(result: dict) -> None:
+    b, c = result["baseline"], result["command"]
+    for name, r, cmd in (("baseline", b, "baseline_cmd"), ("command ", c, "command_cmd")):
+        print(
+            f"{name}: {r['median_wall_s']:.2f} s wall, {r['median_cpu_s']:.2f} s CPU, "
+            f"peak RSS {r['median_peak_rss_mb']:.0f} MB  ({result[cmd]})"
+        )
+    verdict = "within" if result["within"] else "OVER"
+    print(
+        f"command - baseline = {result['extra_s']:+.2f} s (ratio {result['ratio']:.2f}); {verdict} the allowance "
+        f"of {result['allowance_s']} s; 1-min load average {result['load_avg_before']:.1f} before, "
+        f"{result['load_avg_after']:.1f} after"
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
@@ -157,20 +172,11 @@ def main() -> None:
     result = {
         **info,
         "src": str(args.src),
+        "load_avg_before": os.getloadavg()[0],  # other work on a shared machine inflates every wall time
         **measure(args.device, args.data_dir, args.repeats, args.train_limit, args.src),
     }
-    b, c = result["baseline"], result["command"]
-    print(
-        f"baseline: {b['median_wall_s']:.2f} s, peak RSS {b['median_peak_rss_mb']:.0f} MB  ({result['baseline_cmd']})"
-    )
-    print(
-        f"command:  {c['median_wall_s']:.2f} s, peak RSS {c['median_peak_rss_mb']:.0f} MB  ({result['command_cmd']})"
-    )
-    verdict = "within" if result["within"] else "OVER"
-    print(
-        f"command - baseline = {result['extra_s']:+.2f} s (ratio {result['ratio']:.2f}); "
-        f"{verdict} the allowance of {result['allowance_s']} s"
-    )
+    result["load_avg_after"] = os.getloadavg()[0]
+    report(result)
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.out}")
