@@ -6,10 +6,11 @@ Runs, alternating (so a drifting machine load hits both alike), each in a fresh 
   baseline  python -c "import torch; torch.optim.Adam([torch.zeros(1, requires_grad=True)])"
             (with --device cuda the tensor is created on the GPU, so CUDA initialisation is included)
   command   python -m mnistcnn train --epochs 1 --train-limit 64 --device cpu   (CPU)
-            python -m mnistcnn train --config configs/fast.toml --device cuda   (CUDA)
+            python -m mnistcnn train --config configs/fast-gpu.toml --device cuda   (CUDA: the GPU recipe)
 and prints the median wall time and peak RSS of each, their difference and ratio, and whether the command
 stays within the allowance of issue 13 (CPU: baseline + 2.5 s, CUDA: baseline + 2.0 s). --check exits 1 when
-it does not. The command runs with this checkout's src/ first on PYTHONPATH, so no install is needed.
+it does not. The command runs with this checkout's src/ first on PYTHONPATH, so no install is needed;
+--compare-src OTHER/src times the same command from another checkout (before/after) in the same alternation.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def baseline_cmd(device: str) -> list[str]:
 def train_cmd(device: str, data_dir: Path, run_dir: Path, train_limit: int) -> list[str]:
     recipe = ["--epochs", "1", "--train-limit", str(train_limit)] if device == "cpu" else []
     if device == "cuda":
-        recipe = ["--config", str(ROOT / "configs" / "fast.toml")]
+        recipe = ["--config", str(ROOT / "configs" / "fast-gpu.toml")]
     return [
         sys.executable,
         "-m",
@@ -107,19 +108,20 @@ def summary(runs: list[dict]) -> dict:
     }
 
 
-def measure(device: str, data_dir: Path, repeats: int, train_limit: int, src: Path, log=print) -> dict:
-    base, command = [], []
+def measure(device: str, data_dir: Path, repeats: int, train_limit: int, srcs: dict, log=print) -> dict:
+    """Alternate the baseline and the command for each source in `srcs` (name -> src/ folder)."""
+    runs: dict[str, list] = {"baseline": [], **{name: [] for name in srcs}}
     with tempfile.TemporaryDirectory(prefix="mnistcnn-startup-") as tmp:
-        timed(
-            train_cmd(device, data_dir, Path(tmp) / "warm", train_limit), src
-        )  # page cache and data stamp warm
+        for name, src in srcs.items():  # page cache warm, data stamp written
+            timed(train_cmd(device, data_dir, Path(tmp) / f"warm-{name}", train_limit), src)
         for i in range(repeats):
-            base.append(timed(baseline_cmd(device)))
-            command.append(timed(train_cmd(device, data_dir, Path(tmp) / f"run{i}", train_limit), src))
-            log(
-                f"  {i + 1}/{repeats}: baseline {base[-1]['wall_s']:.2f} s, command {command[-1]['wall_s']:.2f} s"
-            )
-    result = {"device": device, "baseline": summary(base), "command": summary(command)}
+            runs["baseline"].append(timed(baseline_cmd(device)))
+            for name, src in srcs.items():
+                runs[name].append(
+                    timed(train_cmd(device, data_dir, Path(tmp) / f"{name}{i}", train_limit), src)
+                )
+            log(f"  {i + 1}/{repeats}: " + ", ".join(f"{k} {v[-1]['wall_s']:.2f} s" for k, v in runs.items()))
+    result = {"device": device, **{name: summary(r) for name, r in runs.items()}}
     b, c = result["baseline"]["median_wall_s"], result["command"]["median_wall_s"]
     result.update(
         baseline_cmd=" ".join(baseline_cmd(device)[1:]),
@@ -128,17 +130,20 @@ def measure(device: str, data_dir: Path, repeats: int, train_limit: int, src: Pa
         ratio=c / b,
         allowance_s=ALLOWANCE_S[device],
         within=c - b <= ALLOWANCE_S[device],
-        command_last_line=command[-1]["last_line"],
+        command_last_line=runs["command"][-1]["last_line"],
     )
     return result
 
 
 def report(result: dict) -> None:
     b, c = result["baseline"], result["command"]
-    for name, r, cmd in (("baseline", b, "baseline_cmd"), ("command ", c, "command_cmd")):
+    rows = [("baseline", b, result["baseline_cmd"]), ("command", c, result["command_cmd"])]
+    if "compared" in result:
+        rows.append(("compared", result["compared"], f"the command with {result['compared_src']}"))
+    for name, r, what in rows:
         print(
-            f"{name}: {r['median_wall_s']:.2f} s wall, {r['median_cpu_s']:.2f} s CPU, "
-            f"peak RSS {r['median_peak_rss_mb']:.0f} MB  ({result[cmd]})"
+            f"{name:>9}: {r['median_wall_s']:.2f} s wall, {r['median_cpu_s']:.2f} s CPU, "
+            f"peak RSS {r['median_peak_rss_mb']:.0f} MB  ({what})"
         )
     verdict = "within" if result["within"] else "OVER"
     print(
@@ -159,6 +164,11 @@ def main() -> None:
     p.add_argument(
         "--src", type=Path, default=ROOT / "src", help="the mnistcnn source to run (another checkout's src/)"
     )
+    p.add_argument(
+        "--compare-src",
+        type=Path,
+        help="also time the command with this other src/ (e.g. the previous commit's), in the same alternation",
+    )
     p.add_argument("--out", type=Path, help="write the result as JSON here")
     p.add_argument(
         "--check", action="store_true", help="exit 1 when the command exceeds baseline + allowance"
@@ -169,11 +179,13 @@ def main() -> None:
         f"{info['cpu']} ({info['cores']} cores), python {info['python']}, torch {info['torch']}, "
         f"{info['threads']} torch threads; {args.repeats} alternating runs"
     )
+    srcs = {"command": args.src, **({"compared": args.compare_src} if args.compare_src else {})}
     result = {
         **info,
+        "compared_src": str(args.compare_src),
         "src": str(args.src),
         "load_avg_before": os.getloadavg()[0],  # other work on a shared machine inflates every wall time
-        **measure(args.device, args.data_dir, args.repeats, args.train_limit, args.src),
+        **measure(args.device, args.data_dir, args.repeats, args.train_limit, srcs),
     }
     result["load_avg_after"] = os.getloadavg()[0]
     report(result)
