@@ -343,6 +343,17 @@ def load_split(root: Path, train: bool):
     labels = read_idx(raw_dir(root) / f"{prefix}-labels-idx1-ubyte", 2049)
     if len(images) != len(labels):
         raise DataError(f"{raw_dir(root)}: {prefix} images and labels differ in count; download again")
+    where = raw_dir(root) / f"{prefix}-images-idx3-ubyte"
+    if images.shape[1:] != (28, 28):
+        raise DataError(
+            f"{where} holds {images.shape[1]}×{images.shape[2]} images; MyNet needs MNIST's 28×28"
+        )
+    if len(images) == 0:
+        raise DataError(f"{where} holds no images; download MNIST again")
+    if labels.max() > 9:
+        raise DataError(
+            f"{where.with_name(f'{prefix}-labels-idx1-ubyte')} holds label {labels.max()}; MNIST's are 0..9"
+        )
     return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
 
 
