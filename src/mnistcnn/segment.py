@@ -1,0 +1,220 @@
+"""Where the ink is in a photo, and which of it makes which digit: the image-analysis half of `images.extract`.
+
+Usage: `groups = find_groups(ink_mask(ink_map(work, "photo.jpg")), multi=True, name="photo.jpg")`, where
+`work` is a gray (H, W) float32 in [0, 1]; each group is (its uint8 mask inside its box, box (x0, y0, x1, y1)).
+OpenCV does the image operations (imported here, inside functions, only when a picture is read).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mnistcnn.images import ImageError
+
+BG_KERNEL = 0.25  # background closing: this fraction of the shorter side, wider than any stroke
+BG_SIDE = 256  # the background is smooth: estimate it on a copy this size
+MIN_CONTRAST = 0.15  # normalised ink weaker than this everywhere: nothing is written
+LINE = 0.45  # a straight line at least this fraction of the image across is ruling, not a digit
+PIECE = 0.04  # a component smaller than this fraction of the digit's main one is a speck
+
+
+def _odd(n: float) -> int:
+    return max(3, int(n) // 2 * 2 + 1)
+
+
+def ink_map(work: np.ndarray, name: str) -> np.ndarray:
+    """Gray photo → ink strength (H, W) float32 in [0, 1]: 0 on the paper or board, ~1 on the strokes, whichever
+    the polarity and however uneven the light."""
+    import cv2
+
+    h, w = work.shape
+    f = min(1.0, BG_SIDE / max(h, w))
+    small = cv2.resize(work, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else work
+    k = _odd(BG_KERNEL * min(small.shape))
+    u8 = np.round(cv2.GaussianBlur(small, (3, 3), 0) * 255).astype(np.uint8)
+    d = u8.astype(np.int16) - cv2.medianBlur(u8, min(k, 255))  # ink stands out from its local median
+    noise = 3 * max(1.0, float(np.median(np.abs(d))) * 1.5)
+    dark = float(np.clip(-d - noise, 0, None).sum())
+    light = float(np.clip(d - noise, 0, None).sum())
+    y = 1.0 - work if light > dark else work  # now dark ink on a light ground
+    ys = 1.0 - small if light > dark else small
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
+    bg = cv2.GaussianBlur(cv2.morphologyEx(ys, cv2.MORPH_CLOSE, kernel), (0, 0), k / 4)
+    bg = cv2.resize(bg, (w, h), interpolation=cv2.INTER_LINEAR) if f < 1 else bg
+    ink = np.clip(1.0 - y / np.maximum(bg, 0.02), 0, 1)
+    ink = cv2.GaussianBlur(ink, (3, 3), 0)  # paper grain and JPEG noise
+    if float(ink.max()) < MIN_CONTRAST:
+        raise ImageError(f"{name} shows no digit (it is one flat colour); write the digit darker or larger")
+    return ink.astype(np.float32)
+
+
+def ink_mask(ink: np.ndarray) -> np.ndarray:
+    """Ink strength → uint8 mask (1 = ink): Otsu's threshold (never below a floor), ruled lines taken out."""
+    import cv2
+
+    u8 = np.round(ink * 255).astype(np.uint8)
+    otsu, _ = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    t = max(otsu / 255, 0.3 * float(ink.max()), 0.08)
+    mask = (ink > t).astype(np.uint8)
+    return _remove_lines(mask)
+
+
+def _remove_lines(mask: np.ndarray) -> np.ndarray:
+    """Long straight near-horizontal or near-vertical lines (ruled paper, a margin) out of the mask; strokes
+    crossing them are bridged again."""
+    import cv2
+
+    h, w = mask.shape
+    length = LINE * min(h, w)
+    found = cv2.HoughLinesP(mask, 1, np.pi / 360, int(length), minLineLength=length, maxLineGap=max(3, w // 100))
+    if found is None:
+        return mask
+    lines = np.zeros_like(mask)
+    thick = 1
+    for x0, y0, x1, y1 in found.reshape(-1, 4):
+        horizontal = abs(y1 - y0) <= 0.2 * abs(x1 - x0)
+        vertical = abs(x1 - x0) <= 0.2 * abs(y1 - y0)
+        if (horizontal and abs(x1 - x0) >= LINE * w) or (vertical and abs(y1 - y0) >= 0.8 * h):
+            thick = max(thick, _thickness(mask, (x0, y0, x1, y1), horizontal))
+            cv2.line(lines, (int(x0), int(y0)), (int(x1), int(y1)), 1, thickness=thick + 2)
+    if not lines.any():
+        return mask
+    kept = mask & (1 - lines)
+    bridge = cv2.morphologyEx(kept, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (3, thick + 5)))
+    return kept | (bridge & lines)
+
+
+def _thickness(mask: np.ndarray, seg, horizontal: bool) -> int:
+    """Median run of ink across the segment, sampled along it: the line's thickness in px."""
+    x0, y0, x1, y1 = map(int, seg)
+    runs = []
+    for t in np.linspace(0.05, 0.95, 15):
+        x, y = round(x0 + t * (x1 - x0)), round(y0 + t * (y1 - y0))
+        across = mask[max(0, y - 15) : y + 16, x] if horizontal else mask[y, max(0, x - 15) : x + 16]
+        runs.append(int(across.sum()))
+    return int(np.clip(np.median(runs), 1, 15))
+
+
+def find_groups(mask: np.ndarray, multi: bool, name: str) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
+    """Ink mask → the digit (its components), or with `multi` the digits left to right, each as (uint8 mask
+    inside its box, box (x0, y0, x1, y1))."""
+    import cv2
+
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    comps = [_Comp(i, *stats[i]) for i in range(1, n)]
+    h, w = mask.shape
+    comps = [c for c in comps if not _paper_edge(c, w, h)]
+    if not comps:
+        raise ImageError(
+            f"{name}: the only ink found runs into the image's edges; photograph the digit with some paper around it"
+        )
+    least = max(4.0, 0.03 * min(h, w))
+    cores = [c for c in comps if c.h >= least and c.w <= 3 * c.h]  # digit-like: not a dash, not a speck
+    if not cores:
+        raise ImageError(f"{name} shows no digit-like mark (only specks or dashes); write the digit larger")
+    if multi:
+        tallest = max(c.h for c in cores)
+        cores = [c for c in cores if c.h >= 0.45 * tallest]
+        parts = _columns(_on_the_line(cores, comps))
+        parts = [p for g in parts for p in _split(g, g.crop(labels)[0].sum(0))]
+    else:
+        main = max(cores, key=lambda c: c.area)
+        parts = [_Group([main], main.box)]
+        _attach(parts, [c for c in comps if c is not main], near=0.3)
+    return [g.crop(labels) for g in parts]
+
+
+class _Comp:
+    def __init__(self, label, x, y, w, h, area):
+        self.label, self.x, self.y, self.w, self.h, self.area = int(label), int(x), int(y), int(w), int(h), int(area)
+        self.box = (self.x, self.y, self.x + self.w, self.y + self.h)
+
+
+class _Group:
+    """Components that make one digit, and the box they are cut to (a split group keeps only its columns)."""
+
+    def __init__(self, comps, box):
+        self.comps, self.box = list(comps), tuple(int(v) for v in box)
+
+    def add(self, c):
+        self.comps.append(c)
+        b = self.box
+        self.box = (min(b[0], c.x), min(b[1], c.y), max(b[2], c.box[2]), max(b[3], c.box[3]))
+
+    def crop(self, labels):
+        x0, y0, x1, y1 = self.box
+        own = np.isin(labels[y0:y1, x0:x1], [c.label for c in self.comps]).astype(np.uint8)
+        rows, cols = np.nonzero(own)
+        if rows.size == 0:
+            return own, self.box
+        box = (x0 + cols.min(), y0 + rows.min(), x0 + cols.max() + 1, y0 + rows.max() + 1)
+        return own[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1], tuple(int(v) for v in box)
+
+
+def _paper_edge(c: _Comp, w: int, h: int) -> bool:
+    """Ink touching three borders, or running along more than 60 % of a border it touches: a paper or table edge,
+    a frame, a shadow's rim — not a digit."""
+    touch = [c.x == 0, c.y == 0, c.x + c.w == w, c.y + c.h == h]
+    along = [c.h > 0.6 * h, c.w > 0.6 * w, c.h > 0.6 * h, c.w > 0.6 * w]
+    return sum(touch) >= 3 or any(t and a for t, a in zip(touch, along))
+
+
+def _attach(groups: list[_Group], rest: list[_Comp], near: float) -> None:
+    """Pieces (a 5's flag, a 4's stroke) join the group they overlap or lie within `near` × its size of; specks
+    (smaller than PIECE × the group's ink) and far marks are left out."""
+    changed = True
+    while changed:
+        changed = False
+        for c in list(rest):
+            for g in groups:
+                x0, y0, x1, y1 = g.box
+                reach = near * max(x1 - x0, y1 - y0)
+                gap_x = max(x0 - c.box[2], c.x - x1, 0)
+                gap_y = max(y0 - c.box[3], c.y - y1, 0)
+                if gap_x <= reach and gap_y <= reach and c.area >= PIECE * sum(k.area for k in g.comps):
+                    g.add(c)
+                    rest.remove(c)
+                    changed = True
+                    break
+
+
+def _on_the_line(cores: list[_Comp], comps: list[_Comp]) -> list[_Comp]:
+    """The components of the written line: every core, and smaller ones inside the cores' vertical band."""
+    top = float(np.median([c.y for c in cores]))
+    bottom = float(np.median([c.box[3] for c in cores]))
+    slack = 0.25 * (bottom - top)
+    ok = [c for c in comps if top - slack <= c.y + c.h / 2 <= bottom + slack]
+    return [c for c in ok if c in cores or c.area >= PIECE * max(k.area for k in cores)]
+
+
+def _columns(comps: list[_Comp]) -> list[_Group]:
+    """Components → groups by horizontal overlap (half the narrower one's width), left to right; a group needs a
+    digit-tall member."""
+    tall = 0.45 * max(c.h for c in comps)
+    groups: list[_Group] = []
+    for c in sorted(comps, key=lambda c: c.x + c.w / 2):
+        for g in groups:
+            overlap = min(g.box[2], c.box[2]) - max(g.box[0], c.x)
+            if overlap >= 0.5 * min(g.box[2] - g.box[0], c.w):
+                g.add(c)
+                break
+        else:
+            groups.append(_Group([c], c.box))
+    groups = [g for g in groups if max(c.h for c in g.comps) >= tall]
+    return sorted(groups, key=lambda g: g.box[0])
+
+
+def _split(g: _Group, profile: np.ndarray) -> list[_Group]:
+    """A group wider than a digit is (touching digits) cut into round(width / (0.8 × height)) at the columns
+    with the least ink near the even cuts."""
+    x0, y0, x1, y1 = g.box
+    k = round((x1 - x0) / (0.8 * (y1 - y0)))
+    if k < 2:
+        return [g]
+    step = (x1 - x0) / k
+    cuts = [x0]
+    for i in range(1, k):
+        lo, hi = round(x0 + (i - 0.3) * step), round(x0 + (i + 0.3) * step)
+        cuts.append(lo + int(np.argmin(profile[lo - x0 : hi - x0])))
+    cuts.append(x1)
+    return [_Group(g.comps, (a, y0, b, y1)) for a, b in zip(cuts, cuts[1:]) if b > a]
