@@ -14,7 +14,7 @@ from mnistcnn.images import ImageError
 BG_KERNEL = 0.25  # background closing: this fraction of the shorter side, wider than any stroke
 BG_SIDE = 256  # the background is smooth: estimate it on a copy this size
 MIN_CONTRAST = 0.15  # normalised ink weaker than this everywhere: nothing is written
-LINE = 0.45  # a straight line at least this fraction of the image across is ruling, not a digit
+LINE = 0.15  # a thin straight line at least this fraction of the shorter side long is ruling, not a digit
 PIECE = 0.04  # a component smaller than this fraction of the digit's main one is a speck
 
 
@@ -60,8 +60,8 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
 
 
 def _remove_lines(mask: np.ndarray) -> np.ndarray:
-    """Long straight near-horizontal or near-vertical lines (ruled paper, a margin) out of the mask; strokes
-    crossing them are bridged again."""
+    """Long, thin, straight near-horizontal lines (ruled paper) and near-vertical ones across the image (a margin)
+    out of the mask; strokes crossing them are bridged again. Thin: at most half a stroke's width."""
     import cv2
 
     h, w = mask.shape
@@ -69,14 +69,16 @@ def _remove_lines(mask: np.ndarray) -> np.ndarray:
     found = cv2.HoughLinesP(mask, 1, np.pi / 360, int(length), minLineLength=length, maxLineGap=max(3, w // 100))
     if found is None:
         return mask
+    stroke = 4 * cv2.distanceTransform(mask, cv2.DIST_L2, 3).sum() / max(1, mask.sum())  # a band of width s: mean s/4
     lines = np.zeros_like(mask)
     thick = 1
     for x0, y0, x1, y1 in found.reshape(-1, 4):
         horizontal = abs(y1 - y0) <= 0.2 * abs(x1 - x0)
-        vertical = abs(x1 - x0) <= 0.2 * abs(y1 - y0)
-        if (horizontal and abs(x1 - x0) >= LINE * w) or (vertical and abs(y1 - y0) >= 0.8 * h):
-            thick = max(thick, _thickness(mask, (x0, y0, x1, y1), horizontal))
-            cv2.line(lines, (int(x0), int(y0)), (int(x1), int(y1)), 1, thickness=thick + 2)
+        vertical = abs(x1 - x0) <= 0.2 * abs(y1 - y0) and abs(y1 - y0) >= 0.6 * h
+        across = _thickness(mask, (x0, y0, x1, y1), horizontal, round(stroke) + 2) if horizontal or vertical else 99
+        if across <= max(2, 0.5 * stroke):
+            thick = max(thick, across)
+            cv2.line(lines, (int(x0), int(y0)), (int(x1), int(y1)), 1, thickness=across + 2)
     if not lines.any():
         return mask
     kept = mask & (1 - lines)
@@ -84,15 +86,15 @@ def _remove_lines(mask: np.ndarray) -> np.ndarray:
     return kept | (bridge & lines)
 
 
-def _thickness(mask: np.ndarray, seg, horizontal: bool) -> int:
-    """Median run of ink across the segment, sampled along it: the line's thickness in px."""
+def _thickness(mask: np.ndarray, seg, horizontal: bool, reach: int) -> int:
+    """Median run of ink across the segment (within `reach` px of it), sampled along it: its thickness in px."""
     x0, y0, x1, y1 = map(int, seg)
     runs = []
     for t in np.linspace(0.05, 0.95, 15):
         x, y = round(x0 + t * (x1 - x0)), round(y0 + t * (y1 - y0))
-        across = mask[max(0, y - 15) : y + 16, x] if horizontal else mask[y, max(0, x - 15) : x + 16]
+        across = mask[max(0, y - reach) : y + reach + 1, x] if horizontal else mask[y, max(0, x - reach) : x + reach + 1]
         runs.append(int(across.sum()))
-    return int(np.clip(np.median(runs), 1, 15))
+    return max(1, int(np.median(runs)))
 
 
 def find_groups(mask: np.ndarray, multi: bool, name: str) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
@@ -115,8 +117,10 @@ def find_groups(mask: np.ndarray, multi: bool, name: str) -> list[tuple[np.ndarr
     if multi:
         tallest = max(c.h for c in cores)
         cores = [c for c in cores if c.h >= 0.45 * tallest]
-        parts = _columns(_on_the_line(cores, comps))
-        parts = [p for g in parts for p in _split(g, g.crop(labels)[0].sum(0))]
+        parts = _columns(cores)
+        _attach(parts, [c for c in _on_the_line(cores, comps) if c not in cores], near=0.1)
+        line = float(np.median([g.box[3] - g.box[1] for g in parts]))
+        parts = [p for g in parts for p in _split(g, g.crop(labels)[0].sum(0), line)]
     else:
         main = max(cores, key=lambda c: c.area)
         parts = [_Group([main], main.box)]
@@ -160,22 +164,23 @@ def _paper_edge(c: _Comp, w: int, h: int) -> bool:
 
 
 def _attach(groups: list[_Group], rest: list[_Comp], near: float) -> None:
-    """Pieces (a 5's flag, a 4's stroke) join the group they overlap or lie within `near` × its size of; specks
-    (smaller than PIECE × the group's ink) and far marks are left out."""
+    """Pieces (a 5's flag, a 4's stroke) join the group they are closest to when within `near` × its size;
+    specks (smaller than PIECE × the group's ink) and far marks are left out."""
     changed = True
     while changed:
         changed = False
         for c in list(rest):
+            best, where = None, float("inf")
             for g in groups:
                 x0, y0, x1, y1 = g.box
-                reach = near * max(x1 - x0, y1 - y0)
-                gap_x = max(x0 - c.box[2], c.x - x1, 0)
-                gap_y = max(y0 - c.box[3], c.y - y1, 0)
-                if gap_x <= reach and gap_y <= reach and c.area >= PIECE * sum(k.area for k in g.comps):
-                    g.add(c)
-                    rest.remove(c)
-                    changed = True
-                    break
+                gap = max(x0 - c.box[2], c.x - x1, y0 - c.box[3], c.y - y1, 0) / max(x1 - x0, y1 - y0)
+                overlap = min(x1, c.box[2]) - max(x0, c.x)  # among touching groups, the one it overlaps most
+                if gap <= near and c.area >= PIECE * sum(k.area for k in g.comps) and gap - 1e-6 * overlap < where:
+                    best, where = g, gap - 1e-6 * overlap
+            if best is not None:
+                best.add(c)
+                rest.remove(c)
+                changed = True
 
 
 def _on_the_line(cores: list[_Comp], comps: list[_Comp]) -> list[_Comp]:
@@ -184,13 +189,11 @@ def _on_the_line(cores: list[_Comp], comps: list[_Comp]) -> list[_Comp]:
     bottom = float(np.median([c.box[3] for c in cores]))
     slack = 0.25 * (bottom - top)
     ok = [c for c in comps if top - slack <= c.y + c.h / 2 <= bottom + slack]
-    return [c for c in ok if c in cores or c.area >= PIECE * max(k.area for k in cores)]
+    return [c for c in ok if c in cores or c.area >= PIECE * float(np.median([k.area for k in cores]))]
 
 
 def _columns(comps: list[_Comp]) -> list[_Group]:
-    """Components → groups by horizontal overlap (half the narrower one's width), left to right; a group needs a
-    digit-tall member."""
-    tall = 0.45 * max(c.h for c in comps)
+    """Digit-tall components → groups by horizontal overlap (half the narrower one's width), left to right."""
     groups: list[_Group] = []
     for c in sorted(comps, key=lambda c: c.x + c.w / 2):
         for g in groups:
@@ -200,15 +203,14 @@ def _columns(comps: list[_Comp]) -> list[_Group]:
                 break
         else:
             groups.append(_Group([c], c.box))
-    groups = [g for g in groups if max(c.h for c in g.comps) >= tall]
     return sorted(groups, key=lambda g: g.box[0])
 
 
-def _split(g: _Group, profile: np.ndarray) -> list[_Group]:
-    """A group wider than a digit is (touching digits) cut into round(width / (0.8 × height)) at the columns
-    with the least ink near the even cuts."""
+def _split(g: _Group, profile: np.ndarray, line: float) -> list[_Group]:
+    """A group wider than a digit is (touching digits) cut into round(width / (1.05 × the line's height)) at the
+    columns with the least ink near the even cuts. (A 0 is about as wide as tall; two touching 1s stay one.)"""
     x0, y0, x1, y1 = g.box
-    k = round((x1 - x0) / (0.8 * (y1 - y0)))
+    k = round((x1 - x0) / (1.05 * max(line, y1 - y0)))
     if k < 2:
         return [g]
     step = (x1 - x0) / k

@@ -194,18 +194,37 @@ def activations_png(out: Path) -> Path:
     return _save(fig, out)
 
 
-def inputs_png(originals, seen, names, probs, out: Path) -> Path:
-    """Each original image beside the 28×28 the network saw, with its top prediction."""
+def inputs_png(originals, found, results, names, out: Path) -> Path:
+    """Per image: the picture with the ink that was counted (red) and a box per digit with its prediction, beside
+    the 28×28 input(s) the network saw. `found`: images.Extraction per image; `results`: predict.read_digits's."""
+    import cv2
+
     plt = _plt()
-    n = len(seen)
-    fig, axes = plt.subplots(n, 2, figsize=(5.5, 2.7 * n), squeeze=False, layout="constrained")
-    for row in range(n):
-        axes[row, 0].imshow(originals[row], cmap="gray", vmin=0, vmax=1)
-        axes[row, 0].set_title(Path(names[row]).name, fontsize=9)
-        axes[row, 1].imshow(seen[row], cmap="gray", vmin=0, vmax=1)
-        best = int(np.argmax(probs[row]))
-        axes[row, 1].set_title(f"network input 28×28 → {best} ({probs[row][best]:.2f})", fontsize=9)
-        for ax in axes[row]:
-            ax.set_xticks([])
-            ax.set_yticks([])
+    n = len(originals)
+    grid = {"width_ratios": [1.4, 1]}
+    fig, axes = plt.subplots(n, 2, figsize=(10, 3.2 * n), squeeze=False, layout="constrained", gridspec_kw=grid)
+    for row, (gray, ex, res) in enumerate(zip(originals, found, results)):
+        f = min(1.0, 900 / max(gray.shape))  # a 12 MP photo is drawn from a small copy
+        shown = cv2.resize(np.asarray(gray, np.float32), None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        ink = cv2.resize(ex.mask.astype(np.uint8), shown.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
+        rgb = np.repeat(shown[..., None], 3, axis=2)
+        rgb[ink] = 0.35 * rgb[ink] + 0.65 * np.array([1.0, 0.1, 0.1])
+        ax = axes[row, 0]
+        ax.imshow(rgb)
+        for d in res["digits"]:
+            x0, y0, x1, y1 = (v * f for v in d["box"])
+            ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color="lime", lw=1.5))
+            ax.text(x0, y0 - 2, str(d["prediction"]), color="lime", fontsize=10, va="bottom", weight="bold")
+        ax.set_title(f"{Path(names[row]).name}: ink (red) and digits found", fontsize=9)
+        seen = ex.digits
+        strip = np.ones((28, 30 * len(seen) - 2), np.float32) * 0.5  # grey gaps between the inputs
+        for k, d in enumerate(seen):
+            strip[:, 30 * k : 30 * k + 28] = d
+        confs = ", ".join(f"{d['prediction']} {max(d['probabilities']):.0%}" for d in res["digits"])
+        axes[row, 1].imshow(strip, cmap="gray", vmin=0, vmax=1)
+        title = f"network input{'s' if len(seen) > 1 else ''} 28×28 → {res['text']} ({confs})"
+        axes[row, 1].set_title(title, fontsize=9)
+        for a in axes[row]:
+            a.set_xticks([])
+            a.set_yticks([])
     return _save(fig, out)
