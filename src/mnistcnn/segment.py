@@ -14,7 +14,7 @@ from mnistcnn.images import ImageError
 BG_KERNEL = 0.25  # background closing: this fraction of the shorter side, wider than any stroke
 BG_SIDE = 256  # the background is smooth: estimate it on a copy this size
 MIN_CONTRAST = 0.15  # normalised ink weaker than this everywhere: nothing is written
-LINE = 0.15  # a thin straight line at least this fraction of the shorter side long is ruling, not a digit
+LINE = 0.25  # a thin straight line at least this fraction of the shorter side long is ruling, not a digit
 PIECE = 0.04  # a component smaller than this fraction of the digit's main one is a speck
 
 
@@ -36,12 +36,17 @@ def ink_map(work: np.ndarray, name: str) -> np.ndarray:
     noise = 3 * max(1.0, float(np.median(np.abs(d))) * 1.5)
     dark = float(np.clip(-d - noise, 0, None).sum())
     light = float(np.clip(d - noise, 0, None).sum())
-    y = 1.0 - work if light > dark else work  # now dark ink on a light ground
-    ys = 1.0 - small if light > dark else small
+    light_ink = light > dark  # chalk, a white pen on a dark canvas
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
-    bg = cv2.GaussianBlur(cv2.morphologyEx(ys, cv2.MORPH_CLOSE, kernel), (0, 0), k / 4)
+    ground = cv2.morphologyEx(small, cv2.MORPH_OPEN if light_ink else cv2.MORPH_CLOSE, kernel)  # strokes gone
+    bg = cv2.GaussianBlur(ground, (0, 0), k / 4)
     bg = cv2.resize(bg, (w, h), interpolation=cv2.INTER_LINEAR) if f < 1 else bg
-    ink = np.clip(1.0 - y / np.maximum(bg, 0.02), 0, 1)
+    if light_ink:  # contrast relative to the ground (light cancels), scaled so chalk on a typical board is ~1
+        m = max(float(np.median(bg)), 0.05)
+        ink = (work - bg) / np.maximum(bg, 0.05) * (m / (1 - m))
+    else:
+        ink = (bg - work) / np.maximum(bg, 0.02)
+    ink = np.clip(ink, 0, 1).astype(np.float32)
     ink = cv2.GaussianBlur(ink, (3, 3), 0)  # paper grain and JPEG noise
     if float(ink.max()) < MIN_CONTRAST:
         raise ImageError(f"{name} shows no digit (it is one flat colour); write the digit darker or larger")
@@ -61,7 +66,7 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
 
 def _remove_lines(mask: np.ndarray) -> np.ndarray:
     """Long, thin, straight near-horizontal lines (ruled paper) and near-vertical ones across the image (a margin)
-    out of the mask; strokes crossing them are bridged again. Thin: at most half a stroke's width."""
+    out of the mask; strokes crossing them are bridged again. Thin: at most a third of a stroke's width."""
     import cv2
 
     h, w = mask.shape
@@ -76,7 +81,7 @@ def _remove_lines(mask: np.ndarray) -> np.ndarray:
         horizontal = abs(y1 - y0) <= 0.2 * abs(x1 - x0)
         vertical = abs(x1 - x0) <= 0.2 * abs(y1 - y0) and abs(y1 - y0) >= 0.6 * h
         across = _thickness(mask, (x0, y0, x1, y1), horizontal, round(stroke) + 2) if horizontal or vertical else 99
-        if across <= max(2, 0.5 * stroke):
+        if across <= max(2, 0.35 * stroke):
             thick = max(thick, across)
             cv2.line(lines, (int(x0), int(y0)), (int(x1), int(y1)), 1, thickness=across + 2)
     if not lines.any():
@@ -114,11 +119,15 @@ def find_groups(mask: np.ndarray, multi: bool, name: str) -> list[tuple[np.ndarr
     cores = [c for c in comps if c.h >= least and c.w <= 3 * c.h]  # digit-like: not a dash, not a speck
     if not cores:
         raise ImageError(f"{name} shows no digit-like mark (only specks or dashes); write the digit larger")
+    inner = [c for c in cores if c.x > 0 and c.y > 0 and c.box[2] < w and c.box[3] < h]
+    if inner:  # ink cut by the image's edge (a table, a shadow's rim) is not a digit when there are others
+        cores = inner
+        comps = [c for c in comps if c.x > 0 and c.y > 0 and c.box[2] < w and c.box[3] < h]
     if multi:
         tallest = max(c.h for c in cores)
         cores = [c for c in cores if c.h >= 0.45 * tallest]
         parts = _columns(cores)
-        _attach(parts, [c for c in _on_the_line(cores, comps) if c not in cores], near=0.1)
+        _attach(parts, [c for c in _on_the_line(cores, comps) if c not in cores], near=0.25)
         line = float(np.median([g.box[3] - g.box[1] for g in parts]))
         parts = [p for g in parts for p in _split(g, g.crop(labels)[0].sum(0), line)]
     else:
