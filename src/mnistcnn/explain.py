@@ -65,9 +65,9 @@ def digit_from(index: int | None, image: Path | None, data_dir, log=lambda _: No
     if (index is None) == (image is None):
         raise MnistcnnError("give either an IMAGE or --index N (a test-set image), not both")
     if image is not None:
-        from mnistcnn.predict import load_gray, preprocess
+        from mnistcnn.images import extract, load_gray
 
-        return preprocess(load_gray(image), str(image)), Path(image).name
+        return extract(load_gray(image), name=str(image)).digits[0], Path(image).name
     images, labels = data.read_test_set(data_dir, log)
     if not 0 <= index < len(images):
         raise MnistcnnError(f"--index must be between 0 and {len(images) - 1}; got {index}")

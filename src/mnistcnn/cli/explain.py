@@ -107,19 +107,23 @@ def predict(
     images: Annotated[
         list[Path], typer.Argument(help="Image files (PNG, JPEG, BMP, GIF, WebP, TIFF) or folders.")
     ],
-    top_k: Annotated[int, typer.Option(help="How many classes to show per image.")] = 3,
+    multi: Annotated[
+        bool, typer.Option("--multi", help="Each image holds a number of 1-8 digits written left to right.")
+    ] = False,
+    top_k: Annotated[int, typer.Option(help="How many classes to show per image (without --multi).")] = 3,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of text.")] = False,
     show_input: Annotated[
-        Path | None, typer.Option(help="Save each image beside what the network saw.")
+        Path | None, typer.Option(help="Save each image, the ink and digits found, and what the network saw.")
     ] = None,
     device: Device = "cpu",
     force: Force = False,
 ) -> None:
-    """Read your own digit images and say which digit each one is."""
+    """Read your own digit images (drawings or phone photos) and say which digit or number each one is."""
     import numpy as np
 
     from mnistcnn.checkpoint import load_model
-    from mnistcnn.predict import expand, load_gray, predict_arrays, preprocess
+    from mnistcnn.images import expand, extract, load_gray
+    from mnistcnn.predict import read_extraction
 
     if not 1 <= top_k <= 10:
         raise fail(f"--top-k must be between 1 and 10; got {top_k}")
@@ -128,22 +132,24 @@ def predict(
     ckpt, model = load_model(checkpoint, device)
     paths = expand(images)
     grays = [load_gray(p) for p in paths]
-    digits = np.stack([preprocess(g, str(p)) for g, p in zip(grays, paths)])
-    probs = predict_arrays(ckpt, digits, model)
+    found = [extract(g, multi, str(p)) for g, p in zip(grays, paths)]
+    results = [read_extraction(ckpt, model, f, multi) for f in found]
     if show_input is not None:
         from mnistcnn.views import inputs_png
 
-        inputs_png(grays, digits, [str(p) for p in paths], probs, show_input)
+        inputs_png(grays, found, results, [str(p) for p in paths], show_input)
     if json_out:
-        rows = [
-            {"path": str(p), "prediction": int(q.argmax()), "probabilities": [round(float(v), 6) for v in q]}
-            for p, q in zip(paths, probs)
-        ]
+        keep = ("prediction", "probabilities", "text", "digits") if multi else ("prediction", "probabilities")
+        rows = [{"path": str(p), **{k: r[k] for k in keep}} for p, r in zip(paths, results)]
         typer.echo(json.dumps(_json_safe(rows), allow_nan=False))
         return
-    for p, q in zip(paths, probs):
-        best = np.argsort(-q)[:top_k]
-        typer.echo(f"{p}: " + ", ".join(f"{d} ({q[d]:.1%})" for d in best))
+    for p, r in zip(paths, results):
+        if multi:
+            each = ", ".join(f"{d['prediction']} {max(d['probabilities']):.1%}" for d in r["digits"])
+            typer.echo(f"{p}: {r['text']} ({each})")
+        else:
+            q = np.asarray(r["probabilities"])
+            typer.echo(f"{p}: " + ", ".join(f"{d} ({q[d]:.1%})" for d in np.argsort(-q)[:top_k]))
     if show_input is not None:
         typer.echo(f"wrote {show_input}")
 
