@@ -92,14 +92,14 @@ def _remove_lines(mask: np.ndarray) -> np.ndarray:
 
 
 def _thickness(mask: np.ndarray, seg, horizontal: bool, reach: int) -> int:
-    """Median run of ink across the segment (within `reach` px of it), sampled along it: its thickness in px."""
+    """Ink across the segment (within `reach` px of it), sampled along it: its thickness in px."""
     x0, y0, x1, y1 = map(int, seg)
     runs = []
     for t in np.linspace(0.05, 0.95, 15):
         x, y = round(x0 + t * (x1 - x0)), round(y0 + t * (y1 - y0))
         across = mask[max(0, y - reach) : y + reach + 1, x] if horizontal else mask[y, max(0, x - reach) : x + reach + 1]
         runs.append(int(across.sum()))
-    return max(1, int(np.median(runs)))
+    return max(1, int(np.percentile(runs, 25)))  # where it crosses a digit the run is the digit's
 
 
 def find_groups(mask: np.ndarray, multi: bool, name: str) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
@@ -119,6 +119,8 @@ def find_groups(mask: np.ndarray, multi: bool, name: str) -> list[tuple[np.ndarr
     cores = [c for c in comps if c.h >= least and c.w <= 3 * c.h]  # digit-like: not a dash, not a speck
     if not cores:
         raise ImageError(f"{name} shows no digit-like mark (only specks or dashes); write the digit larger")
+    reach = float(np.median([c.area / max(c.w, c.h) for c in cores]))  # about two strokes' width
+    cores = [c for c in cores if c.area / max(c.w, c.h) >= 0.25 * reach] or cores  # not a hair or a line
     inner = [c for c in cores if c.x > 0 and c.y > 0 and c.box[2] < w and c.box[3] < h]
     if inner:  # ink cut by the image's edge (a table, a shadow's rim) is not a digit when there are others
         cores = inner
