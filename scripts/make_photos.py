@@ -91,7 +91,9 @@ def light(img: np.ndarray, scene: str, rng) -> np.ndarray:
         edge = [np.s_[:depth, :], np.s_[-depth:, :], np.s_[:, :depth], np.s_[:, -depth:]][side]
         img[edge] = np.array([90, 70, 55]) * rng.uniform(0.6, 1.1)
     for _ in range(int(rng.integers(0, 4))):  # dust and pen specks
-        cv2.circle(img, (int(rng.integers(w)), int(rng.integers(h))), int(rng.integers(1, 3)), (60, 60, 60), -1)
+        cv2.circle(
+            img, (int(rng.integers(w)), int(rng.integers(h))), int(rng.integers(1, 3)), (60, 60, 60), -1
+        )
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     ang = rng.uniform(0, 2 * np.pi)
     ramp = ((xx / w - 0.5) * np.cos(ang) + (yy / h - 0.5) * np.sin(ang)) * rng.uniform(0.1, 0.45)
@@ -124,7 +126,9 @@ def photo(digits: list[np.ndarray], rng, size: tuple[int, int]) -> tuple[np.ndar
     n = len(digits)
     height = min(rng.uniform(0.35, 0.6) * h, 0.8 * w / (n * 0.95))
     alphas = [stroke(d, int(height * rng.uniform(0.9, 1.1)), rng) for d in digits]
-    gaps = [height * (rng.uniform(0.0, 0.06) if rng.random() < 0.1 else rng.uniform(0.1, 0.35)) for _ in alphas]
+    gaps = [
+        height * (rng.uniform(0.0, 0.06) if rng.random() < 0.1 else rng.uniform(0.1, 0.35)) for _ in alphas
+    ]
     total = sum(a.shape[1] for a in alphas) + sum(gaps[:-1])
     x = int(rng.uniform(0.1, 0.9) * (w - total)) if total < w else 0
     base = int(rng.uniform(0.25, 0.75) * (h - height) + height)
@@ -180,8 +184,12 @@ def check(ckpt_path: Path, out: Path) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data", help="MNIST (torchvision layout)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    p.add_argument(
+        "--data-dir", type=Path, default=ROOT.parent / "shared" / "data", help="MNIST (torchvision layout)"
+    )
     p.add_argument("--out", type=Path, default=ROOT / "tests" / "data" / "photos", help="the set's folder")
     p.add_argument("--singles", type=int, default=60)
     p.add_argument("--numbers", type=int, default=40)

@@ -23,7 +23,9 @@ def mnist_digits(mnist_root):
 def ink_of(digit: np.ndarray, height: int) -> np.ndarray:
     """An MNIST digit as pen ink (coverage 0..1) whose digit is about `height` px tall, cropped to the ink."""
     s = round(28 * height / 20)
-    a = np.clip((cv2.resize(digit.astype(np.float32) / 255, (s, s), interpolation=cv2.INTER_CUBIC) - 0.3) / 0.3, 0, 1)
+    a = np.clip(
+        (cv2.resize(digit.astype(np.float32) / 255, (s, s), interpolation=cv2.INTER_CUBIC) - 0.3) / 0.3, 0, 1
+    )
     rows, cols = np.nonzero(a > 0.05)
     return a[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
 
@@ -145,31 +147,34 @@ def test_a_12_megapixel_photo_is_read_on_a_small_copy(mnist_digits):
 
 def test_bytes_and_files_read_the_same(tmp_path):
     Image.fromarray(np.uint8(scene(60, 80, [], []) * 255)).save(tmp_path / "a.png")
-    assert np.array_equal(decode_gray((tmp_path / "a.png").read_bytes(), "a.png"), load_gray(tmp_path / "a.png"))
+    assert np.array_equal(
+        decode_gray((tmp_path / "a.png").read_bytes(), "a.png"), load_gray(tmp_path / "a.png")
+    )
     with pytest.raises(ImageError, match="upload is empty"):
         decode_gray(b"")
     with pytest.raises(ImageError, match="not an image"):
         decode_gray(b"GIF89a nonsense", "x.gif")
 
 
+def digits_found(name: str) -> int:
+    try:
+        return len(extract(load_gray(PHOTOS / name), multi=name.startswith("number"), name=name).boxes)
+    except ImageError:
+        return 0
+
+
 def test_committed_photos_are_segmented_into_their_digits():
     """The committed set (scripts/make_photos.py): without a model, the digit count per photo is right."""
     labels = json.loads((PHOTOS / "labels.json").read_text())
-    assert sum((PHOTOS / f).stat().st_size for f in labels) < 2_000_000
-    right = 0
-    for name, want in labels.items():
-        try:
-            right += len(extract(load_gray(PHOTOS / name), multi=name.startswith("number"), name=name).boxes) == len(
-                want["text"]
-            )
-        except ImageError:
-            pass
+    assert sum(f.stat().st_size for f in PHOTOS.iterdir()) < 2_000_000 and len(labels) >= 90
+    right = sum(digits_found(name) == len(want["text"]) for name, want in labels.items())
     assert right >= 0.95 * len(labels), f"{right} of {len(labels)}"
 
 
 def test_expand_lists_folders_of_images(tmp_path):
     for name in ("b.png", "a.JPG", "notes.txt"):
         (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "empty").mkdir()
     assert [p.name for p in images.expand([tmp_path])] == ["a.JPG", "b.png"]
     with pytest.raises(ImageError, match="holds no image files"):
-        images.expand([tmp_path / "sub"] if (tmp_path / "sub").mkdir() is None else [])
+        images.expand([tmp_path / "empty"])

@@ -131,7 +131,7 @@ def extract(gray: np.ndarray, multi: bool = False, name: str = "image") -> Extra
     Raises ImageError (one line) when nothing digit-like is found or, with `multi`, more than eight digits."""
     import cv2
 
-    from mnistcnn.segment import find_groups, ink_mask, ink_map
+    from mnistcnn.segment import find_groups, ink_map, ink_mask
 
     gray = np.asarray(gray)
     if gray.ndim != 2 or min(gray.shape) < 2:
@@ -153,7 +153,10 @@ def extract(gray: np.ndarray, multi: bool = False, name: str = "image") -> Extra
         )
     digits = np.stack([mnist_digit(ink, m, box) for m, box in groups])
     sy, sx = h / work.shape[0], w / work.shape[1]
-    boxes = [(int(x0 * sx), int(y0 * sy), min(w, round(x1 * sx)), min(h, round(y1 * sy))) for _, (x0, y0, x1, y1) in groups]
+    boxes = [
+        (int(x0 * sx), int(y0 * sy), min(w, round(x1 * sx)), min(h, round(y1 * sy)))
+        for _, (x0, y0, x1, y1) in groups
+    ]
     found = np.zeros(work.shape, np.uint8)
     for m, (x0, y0, x1, y1) in groups:
         found[y0:y1, x0:x1] |= m
@@ -171,11 +174,15 @@ def mnist_digit(ink: np.ndarray, core: np.ndarray, box: tuple[int, int, int, int
     a0, b0, a1, b1 = max(0, x0 - pad), max(0, y0 - pad), min(W, x1 + pad), min(H, y1 + pad)
     own = np.zeros((b1 - b0, a1 - a0), np.uint8)
     own[y0 - b0 : y1 - b0, x0 - a0 : x1 - a0] = core
-    near = cv2.dilate(own, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))  # the soft edge of the strokes
+    near = cv2.dilate(
+        own, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    )  # the soft edge of the strokes
     img = np.where(near > 0, ink[b0:b1, a0:a1], 0).astype(np.float32)
     strong = img[own > 0]
     img = np.clip(img / max(float(np.percentile(strong, 90)) if strong.size else 1.0, 1e-3), 0, 1)
-    width = 4 * cv2.distanceTransform(own, cv2.DIST_L2, 3).sum() / max(1, own.sum())  # a band of width w: mean w/4
+    width = (
+        4 * cv2.distanceTransform(own, cv2.DIST_L2, 3).sum() / max(1, own.sum())
+    )  # a band of width w: mean w/4
     grow = round(STROKE * longer - width)
     if grow >= 2 and width < 0.75 * STROKE * longer:  # a thin pen: thicken to MNIST's stroke
         img = cv2.dilate(img, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow + 1, grow + 1)))

@@ -71,23 +71,33 @@ def _remove_lines(mask: np.ndarray) -> np.ndarray:
 
     h, w = mask.shape
     length = LINE * min(h, w)
-    found = cv2.HoughLinesP(mask, 1, np.pi / 360, int(length), minLineLength=length, maxLineGap=max(3, w // 100))
+    found = cv2.HoughLinesP(
+        mask, 1, np.pi / 360, int(length), minLineLength=length, maxLineGap=max(3, w // 100)
+    )
     if found is None:
         return mask
-    stroke = 4 * cv2.distanceTransform(mask, cv2.DIST_L2, 3).sum() / max(1, mask.sum())  # a band of width s: mean s/4
+    stroke = (
+        4 * cv2.distanceTransform(mask, cv2.DIST_L2, 3).sum() / max(1, mask.sum())
+    )  # a band of width s: mean s/4
     lines = np.zeros_like(mask)
     thick = 1
     for x0, y0, x1, y1 in found.reshape(-1, 4):
         horizontal = abs(y1 - y0) <= 0.2 * abs(x1 - x0)
         vertical = abs(x1 - x0) <= 0.2 * abs(y1 - y0) and abs(y1 - y0) >= 0.6 * h
-        across = _thickness(mask, (x0, y0, x1, y1), horizontal, round(stroke) + 2) if horizontal or vertical else 99
+        across = (
+            _thickness(mask, (x0, y0, x1, y1), horizontal, round(stroke) + 2)
+            if horizontal or vertical
+            else 99
+        )
         if across <= max(2, 0.35 * stroke):
             thick = max(thick, across)
             cv2.line(lines, (int(x0), int(y0)), (int(x1), int(y1)), 1, thickness=across + 2)
     if not lines.any():
         return mask
     kept = mask & (1 - lines)
-    bridge = cv2.morphologyEx(kept, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (3, thick + 5)))
+    bridge = cv2.morphologyEx(
+        kept, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (3, thick + 5))
+    )
     return kept | (bridge & lines)
 
 
@@ -97,12 +107,18 @@ def _thickness(mask: np.ndarray, seg, horizontal: bool, reach: int) -> int:
     runs = []
     for t in np.linspace(0.05, 0.95, 15):
         x, y = round(x0 + t * (x1 - x0)), round(y0 + t * (y1 - y0))
-        across = mask[max(0, y - reach) : y + reach + 1, x] if horizontal else mask[y, max(0, x - reach) : x + reach + 1]
+        across = (
+            mask[max(0, y - reach) : y + reach + 1, x]
+            if horizontal
+            else mask[y, max(0, x - reach) : x + reach + 1]
+        )
         runs.append(int(across.sum()))
     return max(1, int(np.percentile(runs, 25)))  # where it crosses a digit the run is the digit's
 
 
-def find_groups(mask: np.ndarray, multi: bool, name: str) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
+def find_groups(
+    mask: np.ndarray, multi: bool, name: str
+) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
     """Ink mask → the digit (its components), or with `multi` the digits left to right, each as (uint8 mask
     inside its box, box (x0, y0, x1, y1))."""
     import cv2
@@ -141,7 +157,14 @@ def find_groups(mask: np.ndarray, multi: bool, name: str) -> list[tuple[np.ndarr
 
 class _Comp:
     def __init__(self, label, x, y, w, h, area):
-        self.label, self.x, self.y, self.w, self.h, self.area = int(label), int(x), int(y), int(w), int(h), int(area)
+        self.label, self.x, self.y, self.w, self.h, self.area = (
+            int(label),
+            int(x),
+            int(y),
+            int(w),
+            int(h),
+            int(area),
+        )
         self.box = (self.x, self.y, self.x + self.w, self.y + self.h)
 
 
@@ -186,7 +209,11 @@ def _attach(groups: list[_Group], rest: list[_Comp], near: float) -> None:
                 x0, y0, x1, y1 = g.box
                 gap = max(x0 - c.box[2], c.x - x1, y0 - c.box[3], c.y - y1, 0) / max(x1 - x0, y1 - y0)
                 overlap = min(x1, c.box[2]) - max(x0, c.x)  # among touching groups, the one it overlaps most
-                if gap <= near and c.area >= PIECE * sum(k.area for k in g.comps) and gap - 1e-6 * overlap < where:
+                if (
+                    gap <= near
+                    and c.area >= PIECE * sum(k.area for k in g.comps)
+                    and gap - 1e-6 * overlap < where
+                ):
                     best, where = g, gap - 1e-6 * overlap
             if best is not None:
                 best.add(c)

@@ -202,7 +202,9 @@ def inputs_png(originals, found, results, names, out: Path) -> Path:
     plt = _plt()
     n = len(originals)
     grid = {"width_ratios": [1.4, 1]}
-    fig, axes = plt.subplots(n, 2, figsize=(10, 3.2 * n), squeeze=False, layout="constrained", gridspec_kw=grid)
+    fig, axes = plt.subplots(
+        n, 2, figsize=(10, 3.2 * n), squeeze=False, layout="constrained", gridspec_kw=grid
+    )
     for row, (gray, ex, res) in enumerate(zip(originals, found, results)):
         f = min(1.0, 900 / max(gray.shape))  # a 12 MP photo is drawn from a small copy
         shown = cv2.resize(np.asarray(gray, np.float32), None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
@@ -213,7 +215,9 @@ def inputs_png(originals, found, results, names, out: Path) -> Path:
         ax.imshow(rgb)
         for d in res["digits"]:
             x0, y0, x1, y1 = (v * f for v in d["box"])
-            ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color="lime", lw=1.5))
+            ax.add_patch(
+                plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color="lime", lw=1.5)
+            )
             ax.text(x0, y0 - 2, str(d["prediction"]), color="lime", fontsize=10, va="bottom", weight="bold")
         ax.set_title(f"{Path(names[row]).name}: ink (red) and digits found", fontsize=9)
         seen = ex.digits
