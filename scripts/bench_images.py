@@ -1,0 +1,98 @@
+"""Benchmark: time to turn a phone photo into MNIST inputs (`images.extract`), per 1 MP and per 12 MP photo.
+
+Usage: python scripts/bench_images.py [--repeats 15] [--data-dir ../shared/data]
+
+The photos are scripts/make_photos.py's (a 4-digit number on ruled paper, light, shadow, JPEG), made at 1152×864
+and 4000×3000 from MNIST test digits (the fixture in tests/data when the full MNIST is absent). Prints hardware
+and versions, the median over repeats, and the ratio to the baseline measured in the same run: decoding the
+same JPEG with `images.load_gray` (what reading the photo costs anyway).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+
+def cpu_name() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return next(x.split(":", 1)[1].strip() for x in lines if x.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def median_ms(fn, repeats: int) -> float:
+    fn()  # warm-up (imports, OpenCV's first calls)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1000 * statistics.median(times)
+
+
+def photo_bytes(size: tuple[int, int], digits: list[np.ndarray]) -> bytes:
+    from make_photos import photo
+
+    img, _ = photo(digits, np.random.default_rng(7), size)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    assert ok
+    return buf.tobytes()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    a = p.parse_args()
+
+    from mnistcnn import data
+    from mnistcnn.images import decode_gray, extract
+
+    root = a.data_dir if (data.raw_dir(a.data_dir) / "t10k-images-idx3-ubyte").is_file() else None
+    if root is None:  # the test fixture, unpacked
+        import gzip
+        import tempfile
+
+        root = Path(tempfile.mkdtemp())
+        data.raw_dir(root).mkdir(parents=True)
+        for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+            raw = ROOT / "tests" / "data" / "MNIST" / "raw" / f"{name}.gz"
+            (data.raw_dir(root) / name).write_bytes(gzip.decompress(raw.read_bytes()))
+    images, _ = data.load_split(root, train=False)
+    digits = [images[k].numpy() for k in (0, 1, 2, 3)]
+    cpu = f"{cpu_name()}, {os.cpu_count()} cores"
+    versions = f"python {platform.python_version()}, numpy {np.__version__}, opencv {cv2.__version__}"
+    print(f"cpu: {cpu}; {versions}; OpenCV threads {cv2.getNumThreads()}")
+    for label, size, repeats in (
+        ("1 MP", (1152, 864), a.repeats),
+        ("12 MP", (4000, 3000), max(3, a.repeats // 3)),
+    ):
+        blob = photo_bytes(size, digits)
+        gray = decode_gray(blob)
+        decode = median_ms(lambda blob=blob: decode_gray(blob), repeats)
+        work = median_ms(lambda gray=gray: extract(gray, multi=True), repeats)
+        found = extract(gray, multi=True)
+        what = (
+            f"{label} ({size[0]}×{size[1]}, JPEG {len(blob) / 1e6:.2f} MB, {len(found.boxes)} digits found)"
+        )
+        print(
+            f"{what}: extract {work:.1f} ms (median of {repeats}); baseline decode {decode:.1f} ms; ratio {work / decode:.2f}×"
+        )
+
+
+if __name__ == "__main__":
+    main()
