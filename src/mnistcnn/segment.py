@@ -152,7 +152,7 @@ def find_groups(
         main = max(cores, key=lambda c: c.area)
         parts = [_Group([main], main.box)]
         _attach(parts, [c for c in comps if c is not main], near=0.3)
-    return [g.crop(labels) for g in parts]
+    return [c for c in (g.crop(labels) for g in parts) if c[0].any()]  # a split can leave an empty slice
 
 
 class _Comp:

@@ -226,7 +226,9 @@ def inputs_png(originals, found, results, names, out: Path) -> Path:
             strip[:, 30 * k : 30 * k + 28] = d
         confs = ", ".join(f"{d['prediction']} {max(d['probabilities']):.0%}" for d in res["digits"])
         axes[row, 1].imshow(strip, cmap="gray", vmin=0, vmax=1)
-        title = f"the network's input{'s' if len(seen) > 1 else ''} (28×28) → {res['text']}\nconfidence: {confs}"
+        title = (
+            f"the network's input{'s' if len(seen) > 1 else ''} (28×28) → {res['text']}\nconfidence: {confs}"
+        )
         axes[row, 1].set_title(title, fontsize=9)
         for a in axes[row]:
             a.set_xticks([])
