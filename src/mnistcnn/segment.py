@@ -76,19 +76,16 @@ def _remove_lines(mask: np.ndarray) -> np.ndarray:
     )
     if found is None:
         return mask
-    stroke = (
-        4 * cv2.distanceTransform(mask, cv2.DIST_L2, 3).sum() / max(1, mask.sum())
-    )  # a band of width s: mean s/4
+    # a band of width s has a mean distance-to-background of s/4
+    stroke = 4 * cv2.distanceTransform(mask, cv2.DIST_L2, 3).sum() / max(1, mask.sum())
     lines = np.zeros_like(mask)
     thick = 1
     for x0, y0, x1, y1 in found.reshape(-1, 4):
         horizontal = abs(y1 - y0) <= 0.2 * abs(x1 - x0)
         vertical = abs(x1 - x0) <= 0.2 * abs(y1 - y0) and abs(y1 - y0) >= 0.6 * h
-        across = (
-            _thickness(mask, (x0, y0, x1, y1), horizontal, round(stroke) + 2)
-            if horizontal or vertical
-            else 99
-        )
+        if not (horizontal or vertical):
+            continue
+        across = _thickness(mask, (x0, y0, x1, y1), horizontal, round(stroke) + 2)
         if across <= max(2, 0.35 * stroke):
             thick = max(thick, across)
             cv2.line(lines, (int(x0), int(y0)), (int(x1), int(y1)), 1, thickness=across + 2)
@@ -135,8 +132,8 @@ def find_groups(
     cores = [c for c in comps if c.h >= least and c.w <= 3 * c.h]  # digit-like: not a dash, not a speck
     if not cores:
         raise ImageError(f"{name} shows no digit-like mark (only specks or dashes); write the digit larger")
-    reach = float(np.median([c.area / max(c.w, c.h) for c in cores]))  # about two strokes' width
-    cores = [c for c in cores if c.area / max(c.w, c.h) >= 0.25 * reach] or cores  # not a hair or a line
+    fat = float(np.median([c.area / max(c.w, c.h) for c in cores]))  # about two strokes' width
+    cores = [c for c in cores if c.area / max(c.w, c.h) >= 0.25 * fat] or cores  # not a hair or a line
     inner = [c for c in cores if c.x > 0 and c.y > 0 and c.box[2] < w and c.box[3] < h]
     if inner:  # ink cut by the image's edge (a table, a shadow's rim) is not a digit when there are others
         cores = inner
