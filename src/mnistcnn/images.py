@@ -139,10 +139,11 @@ def extract(gray: np.ndarray, multi: bool = False, name: str = "image") -> Extra
         raise ImageError(f"{name} is {shape} pixels; a digit needs at least a few pixels each way")
     h, w = gray.shape
     f = WORK / max(h, w) if max(h, w) > WORK else max(1.0, MIN_SIDE / max(h, w))
-    work = np.clip(np.nan_to_num(gray.astype(np.float32)), 0, 1)
+    work = np.asarray(gray, dtype=np.float32)  # no copy for load_gray's output
     if f != 1.0:
         size = (max(2, round(w * f)), max(2, round(h * f)))
         work = cv2.resize(work, size, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+    work = np.clip(np.nan_to_num(work), 0, 1)
     ink = ink_map(work, name)
     mask = ink_mask(ink)
     groups = find_groups(mask, multi, name)

@@ -70,14 +70,19 @@ def _remove_lines(mask: np.ndarray) -> np.ndarray:
     import cv2
 
     h, w = mask.shape
-    length = LINE * min(h, w)
+    # a band of width s has a mean distance-to-background of s/4
+    stroke = 4 * cv2.distanceTransform(mask, cv2.DIST_L2, 3).sum() / max(1, mask.sum())
+    d = max(3, int(0.5 * stroke) // 2 * 2 + 1)
+    thin = mask & ~cv2.morphologyEx(
+        mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (d, d))
+    )
+    mask = mask & ~_flat_pieces(thin, stroke)
+    length = LINE * min(h, w)  # Hough on the thin ink only: lines, stroke rims; a fraction of the pixels
     found = cv2.HoughLinesP(
-        mask, 1, np.pi / 360, int(length), minLineLength=length, maxLineGap=max(3, w // 100)
+        thin, 1, np.pi / 360, int(length), minLineLength=length, maxLineGap=max(3, w // 100)
     )
     if found is None:
         return mask
-    # a band of width s has a mean distance-to-background of s/4
-    stroke = 4 * cv2.distanceTransform(mask, cv2.DIST_L2, 3).sum() / max(1, mask.sum())
     lines = np.zeros_like(mask)
     thick = 1
     for x0, y0, x1, y1 in found.reshape(-1, 4):
@@ -96,6 +101,21 @@ def _remove_lines(mask: np.ndarray) -> np.ndarray:
         kept, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (3, thick + 5))
     )
     return kept | (bridge & lines)
+
+
+def _flat_pieces(thin: np.ndarray, stroke: float) -> np.ndarray:
+    """The pieces of ruling between strokes: thin components at least 6 times longer than thick, straight along
+    one axis (a slope up to 0.3), thinner than a third of a stroke. As a 0/1 mask."""
+    import cv2
+
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(thin, connectivity=8)
+    x, y, w, h, area = (stats[1:, i].astype(np.float64) for i in range(5))
+    long = np.maximum(w, h)
+    across = area / np.maximum(long, 1)
+    flat = (np.minimum(w, h) <= 0.3 * long + 4) & (long >= 6 * across) & (across <= max(2.0, 0.35 * stroke))
+    pick = np.zeros(n, np.uint8)
+    pick[1:][flat & (long >= 20)] = 1
+    return pick[labels]
 
 
 def _thickness(mask: np.ndarray, seg, horizontal: bool, reach: int) -> int:
