@@ -34,14 +34,17 @@ def cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
-def median_ms(fn, repeats: int) -> float:
+def median_ms(fn, repeats: int) -> tuple[float, float]:
+    """Median wall-clock and CPU (all threads of this process) milliseconds per call. On a shared machine the
+    CPU time is the steadier figure: it does not count the time other processes held the cores."""
     fn()  # warm-up (imports, OpenCV's first calls)
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t)
-    return 1000 * statistics.median(times)
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return 1000 * statistics.median(wall), 1000 * statistics.median(cpu)
 
 
 def photo_bytes(size: tuple[int, int], digits: list[np.ndarray]) -> bytes:
@@ -90,8 +93,10 @@ def main() -> None:
             f"{label} ({size[0]}×{size[1]}, JPEG {len(blob) / 1e6:.2f} MB, {len(found.boxes)} digits found)"
         )
         print(
-            f"{what}: extract {work:.1f} ms (median of {repeats}); baseline decode {decode:.1f} ms; ratio {work / decode:.2f}×"
+            f"{what}: extract {work[0]:.1f} ms wall, {work[1]:.1f} ms CPU (median of {repeats}); "
+            f"baseline decode {decode[0]:.1f} ms wall, {decode[1]:.1f} ms CPU; ratio {work[1] / decode[1]:.2f}× (CPU)"
         )
+    print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":
