@@ -17,6 +17,10 @@ class CheckpointError(MnistcnnError):
     pass
 
 
+class ImageError(MnistcnnError):
+    """A picture that cannot be read, or that shows no digit (mnistcnn.images)."""
+
+
 class Interrupted(Exception):
     """Training stopped on SIGINT/SIGTERM after saving last.pt; the CLI exits 128 + signal number.
     `finished`: every epoch was trained (the signal came during the final evaluation, save or plot)."""

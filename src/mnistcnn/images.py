@@ -24,7 +24,18 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistcnn.errors import MnistcnnError
+from mnistcnn.errors import ImageError
+
+__all__ = [
+    "MAX_PIXELS",
+    "SUFFIXES",
+    "Extraction",
+    "ImageError",
+    "decode_gray",
+    "expand",
+    "extract",
+    "load_gray",
+]
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 MAX_PIXELS = 40_000_000  # a phone photo is ~12 MP; past this it is a mistake or a decompression bomb
@@ -32,10 +43,6 @@ MAX_DIGITS = 8
 WORK = 800  # longer side of the working copy (px)
 MIN_SIDE = 112  # tiny images are enlarged to this first, so every kernel below is at least a few px
 STROKE = 0.13  # MNIST's stroke width / the digit's longer side (median of 500 test digits: 0.129)
-
-
-class ImageError(MnistcnnError):
-    pass
 
 
 @dataclass

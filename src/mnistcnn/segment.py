@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnistcnn.images import ImageError
+from mnistcnn.errors import ImageError
 
 BG_KERNEL = 0.25  # background closing: this fraction of the shorter side, wider than any stroke
 BG_SIDE = 256  # the background is smooth: estimate it on a copy this size
