@@ -7,7 +7,7 @@ The steps run on a copy at most WORK px on its longer side, so a 12 MP photo cos
 1. polarity: the ink is whichever tail (darker or lighter than the local background) carries more mass;
 2. background: the paper or board, estimated by a grey closing wider than a stroke, divided out (uneven light,
    vignette and soft shadows go);
-3. ink mask: Otsu's threshold on the normalised ink; long straight lines (ruled paper, margins) removed;
+3. ink mask: Otsu's threshold on the normalised ink; thin straight lines (ruled paper, margins) removed;
 4. digits: specks and paper edges dropped; a digit is its components, pieces of a 4 or a 5 kept together; with
    `multi`, the components on the text line grouped by horizontal overlap, too-wide groups split at the
    thinnest column;
@@ -24,18 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistcnn.errors import ImageError
+from mnistcnn.errors import ImageError  # raised here, so importable from here too
 
-__all__ = [
-    "MAX_PIXELS",
-    "SUFFIXES",
-    "Extraction",
-    "ImageError",
-    "decode_gray",
-    "expand",
-    "extract",
-    "load_gray",
-]
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 MAX_PIXELS = 40_000_000  # a phone photo is ~12 MP; past this it is a mistake or a decompression bomb
