@@ -26,7 +26,6 @@ import numpy as np
 
 from mnistcnn.errors import ImageError  # raised here, so importable from here too
 
-
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 MAX_PIXELS = 40_000_000  # a phone photo is ~12 MP; past this it is a mistake or a decompression bomb
 MAX_DIGITS = 8
