@@ -97,7 +97,9 @@ def test_image_preprocessing_gives_an_mnist_digit_or_one_line(gray):
         out = extract(gray).digits
     except MnistcnnError as e:
         one_line(e)
-        assert min(gray.shape) < 2 or gray.max() - gray.min() < 0.5 or "no digit" in str(e) or "edges" in str(e)
+        assert (
+            min(gray.shape) < 2 or gray.max() - gray.min() < 0.5 or "no digit" in str(e) or "edges" in str(e)
+        )
         return
     assert out.shape == (1, 28, 28) and out.min() >= 0 and out.max() <= 1 and np.isfinite(out).all()
 
