@@ -137,14 +137,22 @@ def _file_marks(path: Path) -> dict:
 
 
 def _write_stamp(root: Path, files: dict[str, dict]) -> None:
-    """Record each verified file's marks and digest. A read-only data folder simply stays unstamped."""
-    stamp = raw_dir(root) / STAMP
+    """Record each verified file's marks and digest. A read-only data folder simply stays unstamped (every run
+    then hashes); a write that fails in a writable one is an error, as every other write is."""
+    raw = raw_dir(root)
+    if not os.access(raw, os.W_OK):
+        return
+    stamp = raw / STAMP
+    tmp = raw / f"{STAMP}.tmp{os.getpid()}"  # per process: torchrun ranks may stamp at once
     try:
-        tmp = stamp.with_name(f"{STAMP}.{os.getpid()}.tmp")  # per process: torchrun ranks may stamp at once
-        tmp.write_text(json.dumps({"version": 1, "files": files}, indent=1) + "\n")
+        tmp.write_bytes((json.dumps({"version": 1, "files": files}, indent=1) + "\n").encode())
         os.replace(tmp, stamp)
-    except OSError:
-        pass
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise DataError(
+            f"cannot write {stamp}: {e.strerror}; free space or fix the folder's permissions (a read-only "
+            "data folder is fine: it is then checked in full every run)"
+        ) from None
 
 
 def _stamp_holds(root: Path, expected: dict[str, str]) -> bool:
