@@ -1,0 +1,104 @@
+"""Checkpoints the server has loaded, each once, and its expensive views (test-set metrics, failures) computed
+on first request and kept.
+
+Usage: `models = Models("cpu", data_dir)`; `m = models.get(path)`; `m.evaluation()`.
+A checkpoint file that changed on disk (a run still training) is loaded again on its next use.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FAILURES = 36  # the gallery's size, as `mnistcnn failures`
+
+
+@dataclass
+class Loaded:
+    name: str
+    path: Path
+    stamp: tuple[int, int]  # (mtime_ns, size) when loaded
+    ckpt: dict
+    model: object
+    device: str
+    data_dir: Path | None
+    _evaluation: dict | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def info(self) -> dict:
+        """Summary rows, parameter count, the config it was trained with and conv1's kernels: cheap."""
+        from mnistcnn.explain import summary
+        from mnistcnn.model import MyNet
+
+        rows, total, classic = summary(MyNet(self.model.activation))  # shapes only: a CPU twin will do
+        config = self.ckpt.get("config") if isinstance(self.ckpt.get("config"), dict) else {}
+        weights = self.model.conv1.weight.detach().float().cpu().numpy()[:, 0]  # (32, 3, 3)
+        return {
+            "name": self.name,
+            "activation": self.model.activation,
+            "layers": [{"name": n, "shape": list(s), "parameters": p} for n, s, p in rows],
+            "parameters": total,
+            "classic": classic,
+            "config": config,
+            "epoch": self.ckpt.get("epoch"),
+            "filters": weights.round(5).tolist(),
+        }
+
+    def evaluation(self) -> dict:
+        """Test accuracy, confusion matrix and the most confident failures; computed once per checkpoint."""
+        with self._lock:  # two first requests wait for one computation
+            if self._evaluation is None:
+                self._evaluation = self._evaluate()
+            return self._evaluation
+
+    def _evaluate(self) -> dict:
+        import numpy as np
+
+        from mnistcnn.evaluate import evaluate_checkpoint
+        from mnistcnn.serve.pictures import png_data_url
+
+        try:
+            from mnistcnn.explain import predict_test_set
+        except ImportError:  # TEMPORARY: the name before the CLI restructure (issue 14) lands
+            from mnistcnn.explain import test_predictions as predict_test_set
+
+        metrics = evaluate_checkpoint(self.path, self.data_dir, self.device)
+        p = predict_test_set(self.ckpt, self.model, self.data_dir)
+        wrong = np.flatnonzero(p["pred"] != p["labels"])
+        worst = wrong[np.argsort(-p["conf"][wrong], kind="stable")][:FAILURES]
+        failures = [
+            {
+                "index": int(i),
+                "label": int(p["labels"][i]),
+                "prediction": int(p["pred"][i]),
+                "confidence": round(float(p["conf"][i]), 4),
+                "png": png_data_url(p["images"][i]),
+            }
+            for i in worst
+        ]
+        keys = ("accuracy", "loss", "per_class", "n", "confusion")
+        return {**{k: metrics[k] for k in keys}, "misclassified": len(wrong), "failures": failures}
+
+
+class Models:
+    """Loaded checkpoints by path; thread-safe."""
+
+    def __init__(self, device: str = "cpu", data_dir: Path | None = None) -> None:
+        self.device, self.data_dir = device, data_dir
+        self._loaded: dict[Path, Loaded] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, path: Path) -> Loaded:
+        st = path.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+        key = path.resolve()
+        with self._lock:
+            cached = self._loaded.get(key)
+            if cached is None or cached.stamp != stamp:
+                from mnistcnn.checkpoint import load_model
+
+                ckpt, model = load_model(path, self.device)
+                cached = Loaded(name, path, stamp, ckpt, model, self.device, self.data_dir)
+                self._loaded[key] = cached
+            return cached

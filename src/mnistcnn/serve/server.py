@@ -1,0 +1,72 @@
+"""Run the app under uvicorn on a socket bound here (so a taken port is a one-line error), until SIGINT/SIGTERM.
+
+Usage: `serve(Path("runs"), "127.0.0.1", 8000, "auto", None, print)`; `bind("127.0.0.1", 0)` for a free port.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from pathlib import Path
+
+from mnistcnn.errors import MnistcnnError
+
+THREADS = (
+    1  # per request: small batches gain nothing from intra-op threads, requests run side by side instead
+)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind(host: str, port: int) -> socket.socket:
+    if not 0 <= port <= 65535:
+        raise MnistcnnError(f"--port must be between 0 and 65535; got {port}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise MnistcnnError(f"--host {host} is not an address of this machine ({e.strerror})") from None
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as e:
+        sock.close()
+        raise MnistcnnError(
+            f"cannot listen on {host}:{port} ({e.strerror}); is another server running? pass --port N"
+        ) from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+
+def serve(target: Path | None, host: str, port: int, device: str, data_dir: Path | None, echo=print) -> None:
+    """Serve until Ctrl-C or SIGTERM (uvicorn finishes open requests, then this returns)."""
+    import torch
+    import uvicorn
+
+    from mnistcnn.serve.app import create_app
+
+    torch.set_num_threads(THREADS)
+    app = create_app(target, device, data_dir)
+    sock = bind(host, port)
+    if not is_loopback(host):
+        echo(f"warning: --host {host} makes the page reachable from other machines; it has no login")
+    echo(f"serving mnistcnn at {url_of(sock)} (Ctrl-C stops)")
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
