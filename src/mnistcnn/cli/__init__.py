@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from mnistcnn import __version__
-from mnistcnn.cli import data, explain, train
+from mnistcnn.cli import data, explain, serve, train
 from mnistcnn.cli.common import Group
 
 app = typer.Typer(
@@ -55,3 +55,4 @@ app.add_typer(explain.show_app, name="show")
 app.command()(explain.summary)
 app.command()(explain.export)
 app.add_typer(data.data_app, name="data")
+app.command()(serve.serve)

@@ -56,12 +56,8 @@ class Loaded:
         import numpy as np
 
         from mnistcnn.evaluate import evaluate_checkpoint
+        from mnistcnn.explain import predict_test_set
         from mnistcnn.serve.pictures import png_data_url
-
-        try:
-            from mnistcnn.explain import predict_test_set
-        except ImportError:  # TEMPORARY: the name before the CLI restructure (issue 14) lands
-            from mnistcnn.explain import test_predictions as predict_test_set
 
         metrics = evaluate_checkpoint(self.path, self.data_dir, self.device)
         p = predict_test_set(self.ckpt, self.model, self.data_dir)

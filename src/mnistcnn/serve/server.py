@@ -6,6 +6,7 @@ Usage: `serve(Path("runs"), "127.0.0.1", 8000, "auto", None, print)`; `bind("127
 from __future__ import annotations
 
 import ipaddress
+import signal
 import socket
 from pathlib import Path
 
@@ -66,7 +67,12 @@ def serve(target: Path | None, host: str, port: int, device: str, data_dir: Path
         echo(f"warning: --host {host} makes the page reachable from other machines; it has no login")
     echo(f"serving mnistcnn at {url_of(sock)} (Ctrl-C stops)")
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
+    # uvicorn shuts down on SIGINT/SIGTERM, restores the handlers it found and raises the signal again; these
+    # no-op handlers make that a clean return (exit 0) instead of a KeyboardInterrupt or a death by SIGTERM
+    previous = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
         sock.close()

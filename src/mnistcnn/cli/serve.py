@@ -1,0 +1,37 @@
+"""`mnistcnn serve`: the lecture in a browser — draw or photograph a digit, the model's views, live run curves.
+
+Usage: `mnistcnn serve` (the newest run under runs/), `mnistcnn serve runs/R/best.pt --port 8080`.
+fastapi, uvicorn and torch are imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mnistcnn.cli.common import DataDir, Device
+
+
+def serve(
+    target: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A checkpoint, a run folder or a runs folder (default: runs/, serving its newest run).",
+            show_default=False,
+            metavar="[CHECKPOINT|RUN_DIR|RUNS_ROOT]",
+        ),
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; anything but loopback is reachable by others.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8000,
+    device: Device = "auto",
+    data_dir: DataDir = None,
+) -> None:
+    """Serve a local web page: draw or photograph a digit and watch MyNet read it; the model's summary, kernels,
+    test accuracy, confusion and failures; the runs with their loss curves, live while they train. Ctrl-C stops."""
+    from mnistcnn.serve.server import serve as run_server
+
+    run_server(target, host, port, device, data_dir, typer.echo)
