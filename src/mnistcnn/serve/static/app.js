@@ -217,12 +217,12 @@ async function loadModel() {
   }
 }
 
-function tr(cells, tag = "td") {
+function tr(cells, tag = "td", numeric = (k) => k > 0) {
   const row = document.createElement("tr");
   cells.forEach((text, k) => {
     const cell = document.createElement(tag);
     cell.textContent = text;
-    if (k > 0) cell.className = "num";
+    if (numeric(k)) cell.className = "num";
     row.append(cell);
   });
   return row;
@@ -294,7 +294,7 @@ async function loadRuns() {
     const c = r.config || {};
     const recipe = [c.optimizer, c.lr && `lr ${c.lr}`, c.batch_size && `batch ${c.batch_size}`, c.activation].filter(Boolean).join(", ");
     const acc = r.test_acc != null ? `${(100 * r.test_acc).toFixed(2)} %` : r.training ? "training…" : "–";
-    const row = tr([r.name, recipe, `${r.epochs_done}/${r.epochs ?? "?"}`, acc, ""]);
+    const row = tr([r.name, recipe, `${r.epochs_done}/${r.epochs ?? "?"}`, acc, ""], "td", (k) => k === 2 || k === 3);
     const button = document.createElement("button");
     button.textContent = "Show curves";
     button.addEventListener("click", () => chooseRun(r.name));
@@ -323,6 +323,7 @@ function chooseRun(name) {
       }
       series.offset = m.offset;
       if (m.records.length || m.reset || !series.drawn) drawChart(series);
+      if (m.records.some((r) => r.type !== "batch")) loadRuns(); // an epoch ended: the table's row changed
     } catch (err) {
       notice(err.message, true);
     }
@@ -384,6 +385,7 @@ function panel(g, box, xs, lines, fg, name, test) {
   g.fillText(hi.toPrecision(3), 4, box.y + 10);
   g.fillText(lo.toPrecision(3), 4, box.y + box.h);
   g.fillText(name, 4, box.y + box.h / 2);
+  g.fillText(String(x0), box.x, box.y + box.h + 14);
   g.fillText(String(x1), box.x + box.w - 30, box.y + box.h + 14);
   lines.forEach((l, k) => {
     g.strokeStyle = g.fillStyle = l.color;

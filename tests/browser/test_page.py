@@ -1,0 +1,279 @@
+"""The page in a real browser: Debian's Chromium driven by Playwright against the app under uvicorn on a free
+loopback port. Skipped when Chromium or Playwright is missing, unless MNISTCNN_REQUIRE_BROWSER=1 (CI): then they
+fail. Each test saves a screenshot in its tmp folder (the README's pictures are copies of these).
+
+Usage: `python -m pytest tests/browser -q -s` (-s prints the screenshots' paths).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import train_run
+
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _missing() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install -e '.[dev]')"
+    if shutil.which("chromium") is None:
+        return "chromium is not installed (apt-get install -y chromium)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    why = _missing()
+    if why:
+        if os.environ.get("MNISTCNN_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"MNISTCNN_REQUIRE_BROWSER=1 but {why}")
+        pytest.skip(why)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="session")
+def runs(mnist_root, tmp_path_factory) -> Path:
+    """A runs folder with one run trained on the fixture well enough to read a clearly drawn 7."""
+    root = tmp_path_factory.mktemp("browser") / "runs"
+    train_run(mnist_root, root / "fixture-3ep", epochs=3)
+    return root
+
+
+class Served:
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        from mnistcnn.serve.server import bind, url_of
+
+        self.sock = bind("127.0.0.1", 0)
+        self.url = url_of(self.sock)
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> Served:
+        self.thread.start()
+        while not self.server.started and self.thread.is_alive():
+            threading.Event().wait(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+
+@pytest.fixture(scope="session")
+def server(runs, mnist_root):
+    from mnistcnn.serve.app import create_app
+
+    with Served(create_app(runs, "cpu", mnist_root)) as served:
+        yield served
+
+
+@pytest.fixture
+def page(chromium, server, tmp_path, request):
+    """A fresh page on the app; fails the test if the page requests anything from elsewhere or logs an error."""
+    viewport = getattr(request, "param", {"width": 1280, "height": 900})
+    context = chromium.new_context(viewport=viewport, device_scale_factor=1)
+    page = context.new_page()
+    foreign, errors = [], []
+    page.on("request", lambda r: r.url.startswith((server.url, "data:", "blob:")) or foreign.append(r.url))
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server.url)
+    yield page
+    context.close()
+    assert not foreign, f"the page fetched from elsewhere: {foreign}"
+    assert not errors, f"the page logged errors: {errors}"
+
+
+def shot(page, tmp_path: Path, name: str) -> Path:
+    """A full-page screenshot in the test's folder (copy good ones to docs/img/ for the README)."""
+    out = tmp_path / f"{name}.png"
+    page.screenshot(path=str(out), full_page=True)
+    print(f"screenshot: {out}")
+    return out
+
+
+def draw(page, strokes: list[list[tuple[float, float]]]) -> None:
+    """Mouse strokes on the pad, points as fractions of its size."""
+    box = page.get_by_test_id("pad").bounding_box()
+    for stroke in strokes:
+        (x, y), rest = stroke[0], stroke[1:]
+        page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"])
+        page.mouse.down()
+        for x, y in rest:
+            page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=12)
+        page.mouse.up()
+
+
+SEVEN = [[(0.25, 0.22), (0.75, 0.22), (0.45, 0.82)]]
+
+
+def api_answer(page, server, blob_js: str) -> dict:
+    """What POST /api/predict says for the same bytes the page sent."""
+    return page.evaluate(
+        f"""async () => {{
+            const blob = await {blob_js};
+            const r = await fetch('/api/predict', {{method: 'POST', headers: {{'Content-Type': blob.type}}, body: blob}});
+            return r.json();
+        }}"""
+    )
+
+
+def test_drawing_a_seven_reads_7_with_its_input_and_feature_maps(page, server, tmp_path):
+    from playwright.sync_api import expect
+
+    draw(page, SEVEN)
+    expect(page.get_by_test_id("prediction")).to_have_text("7", timeout=20_000)
+    sent = api_answer(
+        page, server, "new Promise((ok) => document.getElementById('pad').toBlob(ok, 'image/png'))"
+    )
+    assert sent["text"] == "7"
+    bars = page.get_by_test_id("probabilities").get_by_role("listitem")
+    expect(bars).to_have_count(10)
+    expect(bars.nth(7)).to_have_class("bar top")
+    seen = page.get_by_test_id("model-input")
+    expect(seen).to_be_visible()
+    assert seen.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [28, 28]
+    features = page.get_by_test_id("features").get_by_role("img")
+    expect(features).to_have_count(2)
+    sizes = features.evaluate_all("imgs => imgs.map((i) => [i.naturalWidth, i.naturalHeight])")
+    assert sizes == [[119, 59], [55, 55]]  # 32 maps of 14×14 and 64 of 6×6, 8 per row, 1 px apart
+    shot(page, tmp_path, "draw")
+    page.get_by_test_id("clear").click()
+    expect(page.get_by_test_id("prediction")).to_have_text("")
+    expect(seen).to_be_hidden()
+
+
+def photo_of_a_seven(path: Path) -> Path:
+    """A phone-photo-like 7: blue ballpoint on off-white paper under uneven light, slightly blurred, JPEG."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFilter
+
+    w, h = 480, 640
+    light = np.linspace(250, 215, w)[None, :] - np.linspace(0, 15, h)[:, None]
+    paper = Image.fromarray(np.stack([light, light, light - 8], -1).astype(np.uint8))
+    ImageDraw.Draw(paper).line(
+        [(150, 200), (330, 190), (215, 470)], fill=(40, 50, 120), width=22, joint="curve"
+    )
+    paper.filter(ImageFilter.GaussianBlur(1.5)).save(path, quality=85)
+    return path
+
+
+@pytest.mark.parametrize("page", [{"width": 390, "height": 844}], indirect=True, ids=["phone"])
+def test_uploading_a_photo_reads_its_digit(page, server, tmp_path):
+    from playwright.sync_api import expect
+
+    upload = page.get_by_test_id("upload")
+    assert upload.get_attribute("accept") == "image/*" and upload.get_attribute("capture") == "environment"
+    upload.set_input_files(str(photo_of_a_seven(tmp_path / "seven.jpg")))
+    expect(page.get_by_test_id("prediction")).to_have_text("7", timeout=20_000)
+    sent = api_answer(page, server, "document.getElementById('upload').files[0]")
+    assert sent["text"] == "7"
+    expect(page.get_by_test_id("model-input")).to_be_visible()
+    shot(page, tmp_path, "photo-phone")
+
+
+def test_model_tab_by_keyboard_shows_summary_and_test_set_views(page, server, tmp_path, runs, mnist_root):
+    from playwright.sync_api import expect
+
+    from mnistcnn.evaluate import evaluate_checkpoint
+
+    page.get_by_test_id("tab-read").focus()
+    page.keyboard.press("ArrowRight")
+    expect(page.get_by_test_id("layers")).to_contain_text("41,866")
+    expected = evaluate_checkpoint(runs / "fixture-3ep", mnist_root, "cpu")
+    expect(page.get_by_test_id("accuracy")).to_contain_text(
+        f"Accuracy {100 * expected['accuracy']:.2f} %", timeout=30_000
+    )
+    expect(page.get_by_test_id("confusion").locator("tr")).to_have_count(11)
+    wrong = expected["n"] - sum(expected["confusion"][d][d] for d in range(10))
+    expect(page.get_by_test_id("failures").get_by_role("img")).to_have_count(min(36, wrong))
+    shot(page, tmp_path, "model")
+
+
+def test_runs_tab_charts_the_runs_points(page, server, tmp_path, runs):
+    from playwright.sync_api import expect
+
+    from mnistcnn.rundir import read_metrics
+
+    records = read_metrics(runs / "fixture-3ep" / "metrics.jsonl")
+    batches = sum(r["type"] == "batch" for r in records)
+    page.get_by_test_id("tab-runs").click()
+    expect(page.get_by_test_id("runs")).to_contain_text("fixture-3ep")
+    chart = page.get_by_test_id("chart")
+    expect(chart).to_have_attribute("data-points", str(batches))
+    expect(chart).to_have_attribute("data-epochs", "3")
+    expect(page.get_by_test_id("chart-caption")).to_contain_text("test accuracy")
+    shot(page, tmp_path, "runs")
+
+
+class Gate:
+    """A quiet reporter that holds training at the end of epoch 1 until the test opens the gate."""
+
+    def __init__(self) -> None:
+        import io
+
+        from mnistcnn.report import PlainReporter
+
+        self.inner = PlainReporter(stream=io.StringIO())
+        self.at_gate, self.open = threading.Event(), threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def end_epoch(self, record: dict) -> None:
+        self.inner.end_epoch(record)
+        if record["epoch"] == 1:
+            self.at_gate.set()
+            self.open.wait(120)
+
+
+def test_a_run_that_is_training_updates_the_chart(page, server, tmp_path, runs, mnist_root):
+    from playwright.sync_api import expect
+
+    from mnistcnn.config import load_config
+    from mnistcnn.rundir import read_metrics
+    from mnistcnn.train import train
+
+    run, gate = runs / "live", Gate()
+    cfg = load_config(None, {"batch_size": 64, "device": "cpu", "epochs": 2, "log_every": 4})
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(train(cfg, mnist_root, run, gate)), daemon=True)
+    worker.start()
+    try:
+        assert gate.at_gate.wait(120), "training did not reach the end of epoch 1"
+        first = sum(r["type"] == "batch" for r in read_metrics(run / "metrics.jsonl"))
+        page.get_by_test_id("tab-runs").click()
+        page.get_by_test_id("runs").get_by_role("row", name="live").get_by_role("button").click()
+        chart = page.get_by_test_id("chart")
+        expect(chart).to_have_attribute("data-points", str(first))
+        shot(page, tmp_path, "live-epoch1")
+    finally:
+        gate.open.set()
+        worker.join(120)
+    total = sum(r["type"] == "batch" for r in read_metrics(run / "metrics.jsonl"))
+    assert result and total > first
+    expect(chart).to_have_attribute("data-points", str(total), timeout=15_000)
+    expect(chart).to_have_attribute("data-epochs", "2")
+    shot(page, tmp_path, "live-done")
