@@ -73,15 +73,16 @@ def _add_api(app: FastAPI, source: Source, models: Models) -> None:
             False, description="Add conv1's and conv2's feature maps of the (first) digit."
         ),
         run: str | None = Run,
-    ) -> dict:
+    ) -> JSONResponse:
         """Read the digit (or number) in an image: its bytes with Content-Type image/*, or a multipart field
         `image`. Answers the prediction, the ten probabilities, the text, each digit with its box, and the
         28×28 input the model saw as a PNG data URL."""
         data, name = await _image_bytes(request)
         # CPU-bound: off the event loop, so requests are read and answered while others compute
-        return await run_in_threadpool(
+        answer = await run_in_threadpool(
             lambda: read_upload(models.get(*source.checkpoint(run)), data, name, multi, features)
         )
+        return JSONResponse(answer)  # plain JSON types already: no jsonable_encoder pass
 
     @app.get("/api/model")
     def model(run: str | None = Run) -> dict:

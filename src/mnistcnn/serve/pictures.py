@@ -48,11 +48,12 @@ def mosaic(maps: np.ndarray, cols: int, gap: int = 1) -> np.ndarray:
     span = maps.max(axis=(1, 2), keepdims=True) - lo
     scaled = np.where(span > 0, (maps - lo) / np.where(span > 0, span, 1), 0)
     rgb = _viridis()[(scaled * 255).astype(np.uint8)]  # (C, H, W, 3)
-    grid = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap, 3), 255, dtype=np.uint8)
-    for k in range(c):
-        r, q = divmod(k, cols)
-        grid[r * (h + gap) : r * (h + gap) + h, q * (w + gap) : q * (w + gap) + w] = rgb[k]
-    return grid
+    cells = np.full((rows * cols, h + gap, w + gap, 3), 255, dtype=np.uint8)
+    cells[:c, :h, :w] = rgb
+    grid = cells.reshape(rows, cols, h + gap, w + gap, 3).transpose(0, 2, 1, 3, 4)
+    return grid.reshape(rows * (h + gap), cols * (w + gap), 3)[
+        : rows * (h + gap) - gap, : cols * (w + gap) - gap
+    ]
 
 
 def features(f1: np.ndarray, f2: np.ndarray) -> dict:

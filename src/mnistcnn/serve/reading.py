@@ -6,6 +6,7 @@ The image work is the library's (`images.decode_gray`, `predict.read_digits`), a
 
 from __future__ import annotations
 
+import functools
 import io
 
 import numpy as np
@@ -63,28 +64,32 @@ def _check_pixels(data: bytes, name: str) -> None:
 # --- TEMPORARY adapter (issue 11 lands images.decode_gray and predict.read_digits; then only those are used) ---
 
 
-def _max_pixels() -> int:
+@functools.cache  # resolved once: a failing import searches sys.path again every time (~6 ms a request)
+def _library() -> tuple:
     try:
-        from mnistcnn.images import MAX_PIXELS
+        from mnistcnn.images import MAX_PIXELS, decode_gray
+        from mnistcnn.predict import read_digits
     except ImportError:
         from mnistcnn.predict import MAX_PIXELS
-    return MAX_PIXELS
+
+        return (
+            MAX_PIXELS,
+            _decode_gray_today,
+            lambda ckpt, model, gray, multi, name: _read_digits_today(ckpt, model, gray, name),
+        )
+    return MAX_PIXELS, decode_gray, read_digits
+
+
+def _max_pixels() -> int:
+    return _library()[0]
 
 
 def _decode_gray(data: bytes, name: str) -> np.ndarray:
-    try:
-        from mnistcnn.images import decode_gray
-    except ImportError:
-        return _decode_gray_today(data, name)
-    return decode_gray(data, name)
+    return _library()[1](data, name)
 
 
 def _read_digits(ckpt, model, gray, multi: bool, name: str) -> dict:
-    try:
-        from mnistcnn.predict import read_digits
-    except ImportError:
-        return _read_digits_today(ckpt, model, gray, name)
-    return read_digits(ckpt, model, gray, multi, name)
+    return _library()[2](ckpt, model, gray, multi, name)
 
 
 def _decode_gray_today(data: bytes, name: str) -> np.ndarray:
