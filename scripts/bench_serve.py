@@ -7,6 +7,8 @@ Measures, in one run:
      input PNG) — what one request costs without HTTP;
   2. `mnistcnn serve` started as a real process on a free loopback port (uvicorn, as a user runs it), then
      --requests POSTs from --clients threads, each on its own keep-alive connection, after a warm-up.
+  3. with --browser N: the page in Debian's Chromium (Playwright), a 7 drawn with the mouse N times; the time from
+     the stroke's end to the prediction shown (the page records it), median and max.
 Prints hardware and versions, requests/s, p50/p90/p99 latency, errors, and the server's throughput as a ratio of
 the baseline's. Weights do not change the cost: without --checkpoint an untrained MyNet is served.
 """
@@ -119,6 +121,35 @@ def load(host: str, port: int, body: bytes, clients: int, requests: int) -> tupl
     return latencies, errors[0], time.perf_counter() - t0
 
 
+def browser_latency(url: str, n: int) -> list[float]:
+    """Milliseconds from a stroke's end to its prediction on the page, for n strokes drawn with the mouse."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=shutil.which("chromium"), args=["--no-sandbox", "--disable-gpu"]
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        box = page.get_by_test_id("pad").bounding_box()
+        at = lambda fx, fy: (box["x"] + fx * box["width"], box["y"] + fy * box["height"])  # noqa: E731
+        times = []
+        for _ in range(n):
+            page.get_by_test_id("clear").click()
+            page.mouse.move(*at(0.25, 0.22))
+            page.mouse.down()
+            page.mouse.move(*at(0.75, 0.22), steps=8)
+            page.mouse.move(*at(0.45, 0.82), steps=8)
+            page.mouse.up()
+            handle = page.wait_for_function("() => document.getElementById('prediction').dataset.ms")
+            times.append(float(handle.json_value()))
+            page.evaluate("() => delete document.getElementById('prediction').dataset.ms")
+        browser.close()
+    return times
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -135,6 +166,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--browser", type=int, default=0, metavar="N", help="also time N strokes in Chromium")
     args = parser.parse_args()
     if args.clients < 1 or args.requests < 1:
         parser.error("--clients and --requests must be >= 1")
@@ -149,6 +181,7 @@ def main() -> None:
         try:
             load(host, port, body, args.clients, args.warmup)
             latencies, errors, wall = load(host, port, body, args.clients, args.requests)
+            strokes = browser_latency(f"http://{host}:{port}/", args.browser) if args.browser else []
         finally:
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(30)
@@ -169,6 +202,11 @@ def main() -> None:
         f"({rate * base:.2f}× the baseline); latency p50 {1000 * q[49]:.1f} ms, p90 {1000 * q[89]:.1f} ms, "
         f"p99 {1000 * q[98]:.1f} ms; errors {errors}; server exit code {code}"
     )
+    if strokes:
+        print(
+            f"page (Chromium): stroke end → prediction shown, {len(strokes)} strokes: median "
+            f"{statistics.median(strokes):.1f} ms, max {max(strokes):.1f} ms"
+        )
 
 
 if __name__ == "__main__":

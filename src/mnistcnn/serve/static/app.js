@@ -80,7 +80,8 @@ function endStroke() {
   if (!drawing) return;
   drawing = false;
   $("photo").hidden = true;
-  pad.toBlob((blob) => predict(blob), "image/png");
+  const t0 = performance.now();
+  pad.toBlob((blob) => predict(blob, t0), "image/png");
 }
 pad.addEventListener("pointerup", endStroke);
 pad.addEventListener("pointercancel", endStroke);
@@ -116,9 +117,9 @@ document.addEventListener("paste", (e) => {
 $("multi").addEventListener("change", () => state.lastImage && predict(state.lastImage));
 
 // ---- Prediction: one request at a time; the newest image waits, older ones are dropped ----
-async function predict(blob) {
+async function predict(blob, t0 = performance.now()) {
   state.lastImage = blob;
-  if (state.busy) { state.queued = blob; return; }
+  if (state.busy) { state.queued = [blob, t0]; return; }
   state.busy = true;
   try {
     const multi = $("multi").checked ? "&multi=1" : "";
@@ -126,6 +127,7 @@ async function predict(blob) {
     const answer = await api(withRun(`/api/predict?features=1${multi}`),
       { method: "POST", headers: { "Content-Type": type }, body: blob });
     showResult(answer);
+    $("prediction").dataset.ms = (performance.now() - t0).toFixed(1); // stroke end → shown (bench_serve --browser)
     notice("");
   } catch (err) {
     showResult(null);
@@ -134,7 +136,7 @@ async function predict(blob) {
     state.busy = false;
     const next = state.queued;
     state.queued = null;
-    if (next) predict(next);
+    if (next) predict(...next);
   }
 }
 
