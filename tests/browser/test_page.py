@@ -277,3 +277,25 @@ def test_a_run_that_is_training_updates_the_chart(page, server, tmp_path, runs, 
     expect(chart).to_have_attribute("data-points", str(total), timeout=15_000)
     expect(chart).to_have_attribute("data-epochs", "2")
     shot(page, tmp_path, "live-done")
+
+
+SEND_A_DRAWN_SEVEN = """async (how) => {
+    const c = new OffscreenCanvas(200, 200), g = c.getContext("2d");
+    g.fillStyle = "#fff"; g.fillRect(0, 0, 200, 200);
+    g.strokeStyle = "#222"; g.lineWidth = 16; g.lineCap = "round";
+    g.beginPath(); g.moveTo(50, 40); g.lineTo(150, 40); g.lineTo(85, 170); g.stroke();
+    const file = new File([await c.convertToBlob({type: "image/png"})], "seven.png", {type: "image/png"});
+    const dt = new DataTransfer();
+    dt.items.add(file);
+    if (how === "drop") document.getElementById("drop").dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true}));
+    else document.dispatchEvent(new ClipboardEvent("paste", {clipboardData: dt, bubbles: true}));
+}"""
+
+
+@pytest.mark.parametrize("how", ["drop", "paste"])
+def test_a_dropped_or_pasted_image_is_read(page, server, tmp_path, how):
+    from playwright.sync_api import expect
+
+    page.evaluate(SEND_A_DRAWN_SEVEN, how)
+    expect(page.get_by_test_id("prediction")).to_have_text("7", timeout=20_000)
+    expect(page.locator("#photo")).to_be_visible()
