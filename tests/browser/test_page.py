@@ -299,3 +299,20 @@ def test_a_dropped_or_pasted_image_is_read(page, server, tmp_path, how):
     page.evaluate(SEND_A_DRAWN_SEVEN, how)
     expect(page.get_by_test_id("prediction")).to_have_text("7", timeout=20_000)
     expect(page.locator("#photo")).to_be_visible()
+
+
+def test_without_a_checkpoint_the_page_says_how_to_train(chromium, tmp_path, mnist_root):
+    from playwright.sync_api import expect
+
+    from mnistcnn.serve.app import create_app
+
+    (tmp_path / "runs").mkdir()
+    with Served(create_app(tmp_path / "runs", "cpu", mnist_root)) as served:
+        page = chromium.new_page()
+        page.goto(served.url)
+        expect(page.get_by_test_id("notice")).to_contain_text("train one with `mnistcnn train`")
+        draw(page, SEVEN)
+        expect(page.get_by_test_id("notice")).to_contain_text("mnistcnn train")
+        expect(page.get_by_test_id("prediction")).to_have_text("")
+        shot(page, tmp_path, "no-checkpoint")
+        page.close()
