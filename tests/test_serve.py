@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import train_run
 from PIL import Image, ImageDraw
 
 from mnistcnn.errors import MnistcnnError
@@ -28,9 +27,9 @@ STATIC = Path(__file__).parents[1] / "src" / "mnistcnn" / "serve" / "static"
 
 
 @pytest.fixture(scope="module")
-def runs(mnist_root, tmp_path_factory) -> Path:
+def runs(train_run, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("serve") / "runs"
-    train_run(mnist_root, root / "first", epochs=1)
+    train_run(root / "first", epochs=1)
     (root / "secret.txt").write_text("not for the web")
     return root
 
@@ -212,7 +211,7 @@ def test_runs_listing_and_metrics_with_offsets(client, runs):
     assert client.get(f"/api/runs/first/metrics?after={m['offset']}").json()["records"] == []
 
 
-def test_metrics_polling_sees_appended_lines_whole_and_a_rewrite(client, tmp_path, mnist_root):
+def test_metrics_polling_sees_appended_lines_whole_and_a_rewrite(client, tmp_path, mnist_root, monkeypatch):
     run = tmp_path / "live"
     run.mkdir()
     (run / "metrics.jsonl").write_text('{"type":"batch","epoch":1,"step":1,"loss":2.3}\n')

@@ -13,7 +13,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import train_run
 
 ARGS = [
     "--no-sandbox",
@@ -51,10 +50,10 @@ def chromium():
 
 
 @pytest.fixture(scope="session")
-def runs(mnist_root, tmp_path_factory) -> Path:
+def runs(train_run, tmp_path_factory) -> Path:
     """A runs folder with one run trained on the fixture well enough to read a clearly drawn 7."""
     root = tmp_path_factory.mktemp("browser") / "runs"
-    train_run(mnist_root, root / "fixture-3ep", epochs=3)
+    train_run(root / "fixture-3ep", epochs=3)
     return root
 
 

@@ -37,7 +37,7 @@ class Source:
     def resolve(cls, target: Path | None) -> Source:
         if target is None:
             return cls(Path("runs"))  # may not exist yet: the page then says how to train
-        target = Path(target)
+        target = Path(target).resolve()  # `mnistcnn serve .` inside a run folder: the run is named, not ""
         if target.is_file():
             return cls(target.parent if is_run_dir(target.parent) else None, fixed=target)
         if not target.is_dir():
