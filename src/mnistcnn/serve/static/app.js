@@ -254,7 +254,7 @@ function showEvaluation(e) {
   $("accuracy").textContent = `Accuracy ${(100 * e.accuracy).toFixed(2)} % on ${e.n.toLocaleString("en")} test ` +
     `images (${e.misclassified} wrong), average loss ${e.loss.toFixed(4)}.`;
   const table = $("confusion");
-  table.replaceChildren(tr(["true ↓ / predicted →", ..."0123456789"], "th"));
+  table.replaceChildren(tr(["true ↓ pred →", ..."0123456789"], "th"));
   const max = Math.max(...e.confusion.flat());
   e.confusion.forEach((row, i) => {
     const r = tr([String(i), ...row.map(String)]);
@@ -348,14 +348,14 @@ function drawChart(s) {
   const steps = s.batches.map((r) => r.step), losses = s.batches.map((r) => r.loss);
   const split = Math.round(h * 0.62);
   const fg = getComputedStyle(document.body).color;
-  panel(g, { x: 56, y: 10, w: w - 70, h: split - 34 }, steps, [
+  panel(g, { x: 64, y: 10, w: w - 78, h: split - 40 }, steps, [
     { ys: losses, color: "rgba(43,108,176,.3)", width: 1, label: "batch loss" },
     { ys: movingAverage(losses, Math.max(1, Math.min(500, Math.floor(losses.length / 50)))), color: "#2b6cb0", width: 2, label: "moving average" },
-  ], fg, "loss");
+  ], fg, "loss", "step");
   const ep = s.epochs.map((r) => r.epoch);
   const accs = [{ ys: s.epochs.map((r) => r.train_acc), color: "#1f7a3a", width: 2, label: "train accuracy", dots: true }];
   if (s.epochs.some((r) => r.val_acc != null)) accs.push({ ys: s.epochs.map((r) => r.val_acc), color: "#b7791f", width: 2, label: "validation accuracy", dots: true });
-  panel(g, { x: 56, y: split + 6, w: w - 70, h: h - split - 30 }, ep, accs, fg, "accuracy", s.tests.at(-1));
+  panel(g, { x: 64, y: split, w: w - 78, h: h - split - 30 }, ep, accs, fg, "accuracy", "epoch", s.tests.at(-1));
   canvas.dataset.points = String(s.batches.length);
   canvas.dataset.epochs = String(s.epochs.length);
   const test = s.tests.at(-1);
@@ -370,7 +370,7 @@ function movingAverage(v, n) {
   return out;
 }
 
-function panel(g, box, xs, lines, fg, name, test) {
+function panel(g, box, xs, lines, fg, name, xName, test) {
   g.strokeStyle = g.fillStyle = fg;
   g.font = "12px system-ui, sans-serif";
   g.lineWidth = 1;
@@ -382,13 +382,17 @@ function panel(g, box, xs, lines, fg, name, test) {
   }
   let lo = Math.min(...all), hi = Math.max(...all);
   if (hi - lo < 1e-9) { lo -= 0.5; hi += 0.5; }
-  const x0 = Math.min(...xs), x1 = Math.max(...xs, x0 + 1);
+  const x0 = xName === "epoch" ? 0 : Math.min(...xs), x1 = Math.max(...xs, x0 + 1); // epoch 0: before training
   const X = (x) => box.x + ((x - x0) / (x1 - x0)) * box.w, Y = (y) => box.y + box.h - ((y - lo) / (hi - lo)) * box.h;
-  g.fillText(hi.toPrecision(3), 4, box.y + 10);
-  g.fillText(lo.toPrecision(3), 4, box.y + box.h);
-  g.fillText(name, 4, box.y + box.h / 2);
+  g.textAlign = "right";
+  g.fillText(hi.toPrecision(3), box.x - 6, box.y + 10);
+  g.fillText(lo.toPrecision(3), box.x - 6, box.y + box.h);
+  g.fillText(name, box.x - 6, box.y + box.h / 2);
+  g.fillText(String(x1), box.x + box.w, box.y + box.h + 14);
+  g.textAlign = "center";
+  g.fillText(xName, box.x + box.w / 2, box.y + box.h + 14);
+  g.textAlign = "left";
   g.fillText(String(x0), box.x, box.y + box.h + 14);
-  g.fillText(String(x1), box.x + box.w - 30, box.y + box.h + 14);
   lines.forEach((l, k) => {
     g.strokeStyle = g.fillStyle = l.color;
     g.lineWidth = l.width;
