@@ -53,8 +53,8 @@ def _check_pixels(data: bytes, name: str) -> None:
     try:
         with Image.open(io.BytesIO(data)) as img:
             w, h = img.size
-    except Image.DecompressionBombError:
-        w = h = limit  # PIL refuses the header itself: far past the limit
+    except Image.DecompressionBombError:  # PIL refuses the header itself: far past the limit
+        raise TooLarge(f"{name} is over the {limit // 1_000_000} MP limit; crop or shrink it") from None
     except Exception:  # noqa: BLE001  not an image: decoding says so with its own message
         return
     if w * h > limit:
