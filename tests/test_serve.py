@@ -132,6 +132,7 @@ ERRORS = {
     "empty-body": (b"", "", "image/png", 400, "no image"),
     "blank-page": (BLANK, "", "image/png", 400, "no digit"),
     "over-pixel-limit": (huge_png_header(7_000, 7_000), "", "image/png", 413, "MP limit"),
+    "decompression-bomb": (huge_png_header(20_000, 20_000), "", "image/png", 413, "MP limit"),
     "bad-flag": (seven(), "?multi=maybe", "image/png", 400, "multi"),
     "unknown-run": (seven(), "?run=nope", "image/png", 404, "no run named 'nope'"),
 }
