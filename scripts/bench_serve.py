@@ -55,8 +55,9 @@ def untrained_checkpoint(folder: Path) -> Path:
     return path
 
 
-def baseline(ckpt_path: Path, body: bytes, n: int) -> float:
-    """Seconds per image of the server's work done in this process, sequentially (median of n)."""
+def baseline(ckpt_path: Path, body: bytes, n: int) -> tuple[float, float]:
+    """(wall seconds per image, median of n; CPU seconds per image, mean) of the server's work done in this
+    process, sequentially."""
     import torch
 
     from mnistcnn.serve.models import Models
@@ -65,12 +66,14 @@ def baseline(ckpt_path: Path, body: bytes, n: int) -> float:
 
     torch.set_num_threads(THREADS)
     loaded = Models("cpu").get("bench", ckpt_path)
-    times = []
+    for _ in range(n // 10):  # warm-up
+        read_upload(loaded, body, "bench.png")
+    times, cpu0 = [], time.process_time()
     for _ in range(n):
         t0 = time.perf_counter()
         read_upload(loaded, body, "bench.png")
         times.append(time.perf_counter() - t0)
-    return statistics.median(times[n // 10 :])
+    return statistics.median(times), (time.process_time() - cpu0) / n
 
 
 def start_server(ckpt_path: Path) -> tuple[subprocess.Popen, str, int]:
@@ -150,6 +153,15 @@ def browser_latency(url: str, n: int) -> list[float]:
     return times
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -176,17 +188,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = args.checkpoint or untrained_checkpoint(Path(tmp))
         body = sample_png()
-        base = baseline(ckpt, body, 200)
+        base, base_cpu = baseline(ckpt, body, 200)
         proc, host, port = start_server(ckpt)
         try:
             load(host, port, body, args.clients, args.warmup)
+            cpu0 = cpu_seconds(proc.pid)
             latencies, errors, wall = load(host, port, body, args.clients, args.requests)
+            server_cpu = (cpu_seconds(proc.pid) - cpu0) / args.requests
             strokes = browser_latency(f"http://{host}:{port}/", args.browser) if args.browser else []
         finally:
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(30)
 
     q = statistics.quantiles(latencies, n=100, method="inclusive")
+    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     rate = len(latencies) / wall
     print(f"hardware: {cpu_name()}, {os.cpu_count()} logical CPUs; {platform.platform()}")
     print(
@@ -194,14 +209,26 @@ def main() -> None:
         f"uvicorn {version('uvicorn')}, pillow {version('pillow')}"
     )
     print(
+        f"load average at the end: {busy:.1f} (other processes on a shared machine slow every figure below)"
+    )
+    print(
         f"body: 300×300 PNG, {len(body):,} bytes; checkpoint: {ckpt if args.checkpoint else 'untrained MyNet'}"
     )
-    print(f"baseline (in-process, sequential): {1000 * base:.2f} ms per image = {1 / base:.0f} images/s")
+    print(
+        f"baseline (in-process, sequential): {1000 * base:.2f} ms per image = {1 / base:.0f} images/s; "
+        f"CPU time {1000 * base_cpu:.2f} ms per image"
+    )
     print(
         f"server: {args.requests} requests from {args.clients} clients in {wall:.2f} s = {rate:.0f} requests/s "
         f"({rate * base:.2f}× the baseline); latency p50 {1000 * q[49]:.1f} ms, p90 {1000 * q[89]:.1f} ms, "
         f"p99 {1000 * q[98]:.1f} ms; errors {errors}; server exit code {code}"
     )
+    if server_cpu:
+        print(
+            f"server CPU time: {1000 * server_cpu:.2f} ms per request (user + system, all threads), i.e. "
+            f"{(os.cpu_count() or 1) / server_cpu:.0f} requests/s if the server had all {os.cpu_count()} CPUs; "
+            f"{server_cpu / base_cpu:.2f}× the baseline's CPU time (the rest is HTTP, JSON and threads)"
+        )
     if strokes:
         print(
             f"page (Chromium): stroke end → prediction shown, {len(strokes)} strokes: median "
