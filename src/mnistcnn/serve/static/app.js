@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { run: "", lastImage: null, busy: false, queued: null, model: null, chartRun: null, poll: null };
+const state = { run: "", lastImage: null, busy: false, queued: null, model: null, chartRun: null, poll: null, gen: 0 };
 
 // ---- API ----
 async function api(path, options) {
@@ -87,7 +87,8 @@ pad.addEventListener("pointerup", endStroke);
 pad.addEventListener("pointercancel", endStroke);
 $("clear").addEventListener("click", () => {
   clearPad();
-  state.lastImage = null;
+  state.lastImage = state.queued = null;
+  state.gen += 1; // an answer still on its way is for the cleared drawing: dropped
   $("photo").hidden = true;
   showResult(null);
 });
@@ -121,17 +122,21 @@ async function predict(blob, t0 = performance.now()) {
   state.lastImage = blob;
   if (state.busy) { state.queued = [blob, t0]; return; }
   state.busy = true;
+  const gen = state.gen;
   try {
     const multi = $("multi").checked ? "&multi=1" : "";
     const type = blob.type && blob.type.startsWith("image/") ? blob.type : "image/png";
     const answer = await api(withRun(`/api/predict?features=1${multi}`),
       { method: "POST", headers: { "Content-Type": type }, body: blob });
+    if (gen !== state.gen) return;
     showResult(answer);
     $("prediction").dataset.ms = (performance.now() - t0).toFixed(1); // stroke end → shown (bench_serve --browser)
     notice("");
   } catch (err) {
-    showResult(null);
-    notice(err.message, true);
+    if (gen === state.gen) {
+      showResult(null);
+      notice(err.message, true);
+    }
   } finally {
     state.busy = false;
     const next = state.queued;
@@ -186,7 +191,7 @@ $("checkpoint").addEventListener("change", (e) => {
 function fillSwitcher(listing) {
   const select = $("checkpoint");
   const keep = select.value;
-  select.replaceChildren(new Option(listing.default ? `newest: ${listing.default}` : "none yet", ""));
+  select.replaceChildren(new Option(listing.default ? `served: ${listing.default}` : "none yet", ""));
   for (const r of listing.runs) if (r.checkpoint) select.append(new Option(r.name, r.name));
   select.value = [...select.options].some((o) => o.value === keep) ? keep : "";
 }
