@@ -402,3 +402,24 @@ def test_serve_missing_target_is_one_line(tmp_path):
         timeout=60,
     )
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "does not exist" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "host, loopback",
+    [("127.0.0.1", True), ("localhost", True), ("::1", True), ("0.0.0.0", False), ("10.1.2.3", False)],
+)
+def test_only_loopback_hosts_go_without_a_warning(host, loopback):
+    from mnistcnn.serve.server import is_loopback
+
+    assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(
+    "host, port, words",
+    [("127.0.0.1", 70000, "--port must be between"), ("no-such-host.invalid", 0, "--host")],
+)
+def test_bad_host_or_port_is_one_line(host, port, words):
+    from mnistcnn.serve.server import bind
+
+    with pytest.raises(MnistcnnError, match=words):
+        bind(host, port)
