@@ -216,7 +216,7 @@ def test_runs_tab_charts_the_runs_points(page, server, tmp_path, runs):
 
     from mnistcnn.rundir import read_metrics
 
-    records = read_metrics(runs / "fixture-3ep" / "metrics.jsonl")
+    records = read_metrics(runs / "fixture-3ep" / "metrics.jsonl")[0]
     batches = sum(r["type"] == "batch" for r in records)
     page.get_by_test_id("tab-runs").click()
     expect(page.get_by_test_id("runs")).to_contain_text("fixture-3ep")
@@ -262,7 +262,7 @@ def test_a_run_that_is_training_updates_the_chart(page, server, tmp_path, runs, 
     worker.start()
     try:
         assert gate.at_gate.wait(120), "training did not reach the end of epoch 1"
-        first = sum(r["type"] == "batch" for r in read_metrics(run / "metrics.jsonl"))
+        first = sum(r["type"] == "batch" for r in read_metrics(run / "metrics.jsonl")[0])
         page.get_by_test_id("tab-runs").click()
         page.get_by_test_id("runs").get_by_role("row", name="live").get_by_role("button").click()
         chart = page.get_by_test_id("chart")
@@ -271,7 +271,7 @@ def test_a_run_that_is_training_updates_the_chart(page, server, tmp_path, runs, 
     finally:
         gate.open.set()
         worker.join(120)
-    total = sum(r["type"] == "batch" for r in read_metrics(run / "metrics.jsonl"))
+    total = sum(r["type"] == "batch" for r in read_metrics(run / "metrics.jsonl")[0])
     assert result and total > first
     expect(chart).to_have_attribute("data-points", str(total), timeout=15_000)
     expect(chart).to_have_attribute("data-epochs", "2")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnistcnn.errors import MnistcnnError
-from mnistcnn.rundir import is_run_dir, read_metrics
+from mnistcnn.rundir import _record, is_run_dir, read_metrics
 
 CHECKPOINTS = ("last.pt", "best.pt")  # checkpoint.load's order for a run folder
 MAX_RECORDS = 20_000  # per metrics answer; the page asks again from the returned offset
@@ -88,9 +88,9 @@ def describe(name: str, run: Path) -> dict:
     config = _json(run / "config.json")
     metrics = run / "metrics.jsonl"
     try:
-        records = read_metrics(metrics) if metrics.is_file() else []
+        records = read_metrics(metrics, skip_bad=True)[0] if metrics.is_file() else []
     except MnistcnnError:
-        records = []  # a damaged metrics.jsonl still lists the run; its chart shows what parses
+        records = []  # an unreadable metrics.jsonl still lists the run
     epochs = [r for r in records if r.get("type") == "epoch"]
     test = next((r for r in reversed(records) if r.get("type") == "test"), None)
     last = epochs[-1] if epochs else {}
@@ -135,10 +135,7 @@ def read_after(path: Path, offset: int) -> dict:
     while pos < end and len(records) < MAX_RECORDS:
         stop = chunk.index(b"\n", pos)
         line, pos = chunk[pos:stop], stop + 1
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue  # a foreign line: skipped here, as the listing's read_metrics reports it
-        if isinstance(rec, dict):
+        rec = _record(line)  # the run folder's own schema check; a bad line is skipped, as plot-loss does
+        if rec is not None:
             records.append(rec)
     return {"records": records, "offset": base + pos, "reset": reset}
