@@ -108,10 +108,9 @@ def load_model(path, device: str = "cpu"):
 def normalization(ckpt: dict) -> tuple[float, float]:
     """(mean, std) the checkpoint's model was trained with; (0, 1) for the lecture's plain ToTensor.
     The values passed the config's checks in `load` (finite, std >= 1e-3)."""
-    mean, std = ckpt["config"].get("mean"), ckpt["config"].get("std")
-    if mean is None or std is None:
-        return 0.0, 1.0
-    return float(mean), float(std)
+    from mnistcnn.config import normalization as of_config
+
+    return of_config(ckpt["config"].get("mean"), ckpt["config"].get("std"))
 
 
 @dataclass

@@ -110,10 +110,7 @@ class TrainConfig(BaseModel):
         return self
 
     def normalization(self) -> tuple[float, float]:
-        """(mean, std) applied after pixels/255; (0, 1) for the lecture's plain ToTensor."""
-        if self.mean is None or self.std is None:
-            return 0.0, 1.0
-        return float(self.mean), float(self.std)
+        return normalization(self.mean, self.std)
 
     def to_dict(self) -> dict:
         return self.model_dump()
@@ -246,3 +243,11 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     _check_table(given, "command-line flags", "")
     origins = {**dict.fromkeys(values, origin), **dict.fromkeys(given, "")}
     return _validated({**values, **given}, origins, origin)
+
+
+def normalization(mean: float | None, std: float | None) -> tuple[float, float]:
+    """The input normalisation a config asks for: (mean, std) applied after pixels/255, or (0, 1) — the
+    lecture's plain ToTensor — when they are null. `data.normalize` applies it."""
+    if mean is None or std is None:
+        return 0.0, 1.0
+    return float(mean), float(std)

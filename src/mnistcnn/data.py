@@ -398,9 +398,15 @@ def to_device(images, device, mean: float, std: float):
     feed the network identical numbers.
     """
     x = images.to(device, non_blocking=True).unsqueeze(1).float().div_(255)
-    if (mean, std) != (0.0, 1.0):
-        x.sub_(mean).div_(std)
-    return x
+    return normalize(x, mean, std, inplace=True)
+
+
+def normalize(x, mean: float, std: float, inplace: bool = False):
+    """Pixels in [0, 1] → the network's input, (x - mean) / std; (0, 1) leaves them as they are. The one place
+    the normalisation is applied (training data, test set, people's images)."""
+    if (mean, std) == (0.0, 1.0):
+        return x
+    return x.sub_(mean).div_(std) if inplace else (x - mean) / std
 
 
 def epoch_permutation(n: int, seed: int, epoch: int, shuffle: bool = True):

@@ -17,10 +17,11 @@ def model_input(ckpt: dict, model, digits: np.ndarray):
     import torch
 
     from mnistcnn.checkpoint import normalization
+    from mnistcnn.data import normalize
 
     mean, std = normalization(ckpt)
     dev = next(model.parameters()).device
-    return (torch.from_numpy(np.asarray(digits, dtype=np.float32)).unsqueeze(1).to(dev) - mean) / std
+    return normalize(torch.from_numpy(np.asarray(digits, dtype=np.float32)).unsqueeze(1).to(dev), mean, std)
 
 
 def predict_arrays(ckpt: dict, digits: np.ndarray, model=None) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The training step engine: optimizer steps on device-resident data, K steps per call, CUDA-graph replayable.
+"""The training step: optimizer steps on device-resident data, K steps per call, CUDA-graph replayable.
 
 Usage: `stepper = Stepper(model, opt, x, y, device, "fp32", batch_size=128, graphs=False)`;
 `losses, correct = stepper.steps(idx_block, lrs)` runs len(lrs) optimizer steps on consecutive index slices.
