@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -13,22 +14,9 @@ from mnistcnn import checkpoint, data
 from mnistcnn.cli import app
 from mnistcnn.distributed import World
 
-ARGS = [
-    "--epochs",
-    "1",
-    "--batch-size",
-    "51",
-    "--train-limit",
-    "1030",
-    "--lr",
-    "2e-3",
-    "--device",
-    "cpu",
-    "--precision",
-    "fp32",
-    "--seed",
-    "3",
-]
+ARGS = shlex.split(
+    "--epochs 1 --batch-size 51 --train-limit 1030 --lr 2e-3 --device cpu --precision fp32 --seed 3"
+)
 
 
 def test_shards_cover_each_global_batch_once():
@@ -101,20 +89,9 @@ def test_sigterm_under_torchrun_saves_and_resumes(mnist_root, tmp_path):
     import signal
     import time
 
-    args = [
-        "--epochs",
-        "3",
-        "--batch-size",
-        "16",
-        "--train-limit",
-        "2000",
-        "--lr",
-        "2e-3",
-        "--device",
-        "cpu",
-        "--precision",
-        "fp32",
-    ]
+    args = shlex.split(
+        "--epochs 3 --batch-size 16 --train-limit 2000 --lr 2e-3 --device cpu --precision fp32"
+    )
     train_cli(args, tmp_path / "single", mnist_root)
     env = {**os.environ, data.ENV_SUMS: str(mnist_root / "SHA256SUMS"), "OMP_NUM_THREADS": "1"}
     run = tmp_path / "ddp"

@@ -4,6 +4,7 @@ end with weights bit-identical to an uninterrupted run (CPU, --deterministic).""
 import hashlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -15,21 +16,9 @@ from typer.testing import CliRunner
 from mnistcnn import checkpoint, data
 from mnistcnn.cli import app
 
-ARGS = [
-    "--epochs",
-    "2",
-    "--batch-size",
-    "16",
-    "--train-limit",
-    "2000",
-    "--lr",
-    "2e-3",
-    "--device",
-    "cpu",
-    "--deterministic",
-    "--log-every",
-    "1",
-]
+ARGS = shlex.split(
+    "--epochs 2 --batch-size 16 --train-limit 2000 --lr 2e-3 --device cpu --deterministic --log-every 1"
+)
 STEPS = 2 * 125
 
 
