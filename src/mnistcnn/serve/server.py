@@ -12,9 +12,9 @@ from pathlib import Path
 
 from mnistcnn.errors import MnistcnnError
 
-THREADS = (
-    1  # per request: small batches gain nothing from intra-op threads, requests run side by side instead
-)
+# Per request: one image gains nothing from intra-op threads (torch's or OpenCV's); requests run side by side
+# on FastAPI's thread pool instead, and nested pools would only fight over the cores.
+THREADS = 1
 
 
 def is_loopback(host: str) -> bool:
@@ -55,12 +55,14 @@ def url_of(sock: socket.socket) -> str:
 
 def serve(target: Path | None, host: str, port: int, device: str, data_dir: Path | None, echo=print) -> None:
     """Serve until Ctrl-C or SIGTERM (uvicorn finishes open requests, then this returns)."""
+    import cv2
     import torch
     import uvicorn
 
     from mnistcnn.serve.app import create_app
 
     torch.set_num_threads(THREADS)
+    cv2.setNumThreads(THREADS)
     app = create_app(target, device, data_dir)
     sock = bind(host, port)
     if not is_loopback(host):
