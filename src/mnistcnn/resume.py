@@ -82,13 +82,17 @@ class StopFlag:
 
 
 def should_stop(stop: StopFlag, world: World, calls: int) -> bool:
-    """Single process: the signal flag. Data-parallel: every rank must stop at the same step, so the ranks
-    agree (one tiny all-reduce, one host read) every 16 chunks."""
-    if not world.distributed:
-        return stop.signum is not None
-    if calls % 16:
+    """Inside an epoch. Single process: the signal flag. Data-parallel: every rank must stop at the same step,
+    so the ranks agree (one tiny all-reduce, one host read) every 16 chunks."""
+    if world.distributed and calls % 16:
         return False
-    agreed = world.any_(stop.signum is not None)
+    return agreed_stop(stop, world)
+
+
+def agreed_stop(stop: StopFlag, world: World) -> bool:
+    """Whether a signal arrived; under torchrun a collective (every rank must call it at the same point) after
+    which a rank that got no signal itself stops as if sent SIGTERM."""
+    agreed = world.any_(stop.signum is not None)  # the flag itself in a single process
     if agreed and stop.signum is None:
         stop.signum = signal.SIGTERM
     return agreed

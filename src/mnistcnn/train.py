@@ -25,7 +25,7 @@ from mnistcnn.errors import Interrupted, MnistcnnError
 from mnistcnn.evaluate import evaluate
 from mnistcnn.model import MyNet
 from mnistcnn.report import Reporter, Silent
-from mnistcnn.resume import ENGINE_KEYS, StopFlag, should_stop
+from mnistcnn.resume import ENGINE_KEYS, StopFlag, agreed_stop, should_stop
 from mnistcnn.rundir import RunDir, environment
 from mnistcnn.stepper import Stepper, chunk_for, make_optimizer
 
@@ -287,7 +287,7 @@ class Trainer:
         A signal during the evaluation stops before any write (last.pt already holds every epoch); during the
         last save or the plot, that write completes and the rest is skipped (train() then exits 128 + signal)."""
         test = self._evaluate(self.test)
-        if self._agreed_stop():
+        if agreed_stop(self.stop, self.world):
             raise Interrupted(self.stop.signum, self.run_dir, finished=True)
         final = {
             "type": "test",
@@ -314,12 +314,6 @@ class Trainer:
 
                 plot_loss(self.run.metrics_path, self.run.path / "loss.png")
         return result
-
-    def _agreed_stop(self) -> bool:
-        """Whether a signal arrived; under torchrun every rank asks at the same point and all agree."""
-        if self.world.distributed:
-            return self.world.any_(self.stop.signum is not None)
-        return self.stop.signum is not None
 
     def _evaluate(self, split: epochs.Resident) -> dict:
         return evaluate(self.model, split.x, split.y, self.cfg.eval_batch_size, self.precision, self.world)
