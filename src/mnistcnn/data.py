@@ -142,17 +142,15 @@ def _write_stamp(root: Path, files: dict[str, dict]) -> None:
     raw = raw_dir(root)
     if not os.access(raw, os.W_OK):
         return
-    stamp = raw / STAMP
-    tmp = raw / f"{STAMP}.tmp{os.getpid()}"  # per process: torchrun ranks may stamp at once
-    try:
-        tmp.write_bytes((json.dumps({"version": 1, "files": files}, indent=1) + "\n").encode())
-        os.replace(tmp, stamp)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise DataError(
-            f"cannot write {stamp}: {e.strerror}; free space or fix the folder's permissions (a read-only "
-            "data folder is fine: it is then checked in full every run)"
-        ) from None
+    from mnistcnn import outputs  # the one atomic write: tmp beside it, fsync, os.replace, one-line error
+
+    payload = (json.dumps({"version": 1, "files": files}, indent=1) + "\n").encode()
+    outputs.write_bytes(
+        raw / STAMP,
+        payload,
+        "free space or fix the folder's permissions (a read-only data folder is fine: it is then checked in "
+        "full every run)",
+    )
 
 
 def _stamp_holds(root: Path, expected: dict[str, str]) -> bool:

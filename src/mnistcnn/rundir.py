@@ -186,7 +186,7 @@ def read_metrics(path: Path, skip_bad: bool = False) -> tuple[list[dict], int]:
     lines = raw.splitlines()
     records, skipped = [], 0
     for i, line in enumerate(lines):
-        rec = _record(line)
+        rec = parse_record(line)
         if rec is not None:
             records.append(rec)
         elif i == len(lines) - 1 and not raw.endswith(b"\n"):
@@ -207,7 +207,7 @@ _SCHEMA = {  # required keys of each record type and their types (bool is not a 
 _OPTIONAL = {"val_acc": _NUMBER, "val_loss": _NUMBER, "train_loss": _NUMBER, "lr": _NUMBER}
 
 
-def _record(line: bytes) -> dict | None:
+def parse_record(line: bytes) -> dict | None:
     """One valid record, or None."""
     try:
         rec = json.loads(line.decode("utf-8"))

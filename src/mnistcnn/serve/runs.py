@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnistcnn.errors import MnistcnnError
-from mnistcnn.rundir import _record, is_run_dir, read_metrics
+from mnistcnn.rundir import is_run_dir, parse_record, read_metrics
 
 CHECKPOINTS = ("last.pt", "best.pt")  # checkpoint.load's order for a run folder
 MAX_RECORDS = 20_000  # per metrics answer; the page asks again from the returned offset
@@ -135,7 +135,9 @@ def read_after(path: Path, offset: int) -> dict:
     while pos < end and len(records) < MAX_RECORDS:
         stop = chunk.index(b"\n", pos)
         line, pos = chunk[pos:stop], stop + 1
-        rec = _record(line)  # the run folder's own schema check; a bad line is skipped, as plot-loss does
+        rec = parse_record(
+            line
+        )  # the run folder's own schema check; a bad line is skipped, as plot-loss does
         if rec is not None:
             records.append(rec)
     return {"records": records, "offset": base + pos, "reset": reset}
