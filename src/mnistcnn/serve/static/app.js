@@ -322,6 +322,7 @@ function chooseRun(name) {
   const tick = async () => {
     try {
       const m = await api(`/api/runs/${encodeURIComponent(name)}/metrics?after=${series.offset}`);
+      if (state.chartRun !== name) return; // another run was chosen while this answer was on its way: stale
       if (m.reset) Object.assign(series, { batches: [], epochs: [], tests: [] });
       for (const r of m.records) {
         if (r.type === "batch") series.batches.push(r);
