@@ -58,13 +58,15 @@ def untrained_checkpoint(folder: Path) -> Path:
 def baseline(ckpt_path: Path, body: bytes, n: int) -> tuple[float, float]:
     """(wall seconds per image, median of n; CPU seconds per image, mean) of the server's work done in this
     process, sequentially."""
+    import cv2
     import torch
 
     from mnistcnn.serve.models import Models
     from mnistcnn.serve.reading import read_upload
     from mnistcnn.serve.server import THREADS
 
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(THREADS)  # as the server does
+    cv2.setNumThreads(THREADS)
     loaded = Models("cpu").get("bench", ckpt_path)
     for _ in range(n // 10):  # warm-up
         read_upload(loaded, body, "bench.png")
@@ -192,9 +194,10 @@ def main() -> None:
         proc, host, port = start_server(ckpt)
         try:
             load(host, port, body, args.clients, args.warmup)
-            cpu0 = cpu_seconds(proc.pid)
+            cpu0, own0 = cpu_seconds(proc.pid), time.process_time()
             latencies, errors, wall = load(host, port, body, args.clients, args.requests)
             server_cpu = (cpu_seconds(proc.pid) - cpu0) / args.requests
+            client_cpu = (time.process_time() - own0) / args.requests
             strokes = browser_latency(f"http://{host}:{port}/", args.browser) if args.browser else []
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -229,6 +232,7 @@ def main() -> None:
             f"{(os.cpu_count() or 1) / server_cpu:.0f} requests/s if the server had all {os.cpu_count()} CPUs; "
             f"{server_cpu / base_cpu:.2f}× the baseline's CPU time (the rest is HTTP, JSON and threads)"
         )
+    print(f"clients' CPU time: {1000 * client_cpu:.2f} ms per request")
     if strokes:
         print(
             f"page (Chromium): stroke end → prediction shown, {len(strokes)} strokes: median "

@@ -139,7 +139,8 @@ def extract(gray: np.ndarray, multi: bool = False, name: str = "image") -> Extra
     if f != 1.0:
         size = (max(2, round(w * f)), max(2, round(h * f)))
         work = cv2.resize(work, size, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
-    work = np.clip(np.nan_to_num(work), 0, 1)
+    if not (np.isfinite(work).all() and work.min() >= 0 and work.max() <= 1):  # load_gray's output already is
+        work = np.clip(np.nan_to_num(work), 0, 1)
     ink = ink_map(work, name)
     mask = ink_mask(ink)
     groups = find_groups(mask, multi, name)
@@ -183,10 +184,10 @@ def mnist_digit(ink: np.ndarray, core: np.ndarray, box: tuple[int, int, int, int
     grow = round(STROKE * longer - width)
     if grow >= 2 and width < 0.75 * STROKE * longer:  # a thin pen: thicken to MNIST's stroke
         img = cv2.dilate(img, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow + 1, grow + 1)))
-    rows, cols = np.nonzero(img > 0.2)
-    if rows.size == 0:
+    x, y, w, h = cv2.boundingRect((img > 0.2).view(np.uint8))  # of the pixels over 0.2
+    if w == 0:
         return np.zeros((28, 28), np.float32)
-    crop = img[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    crop = img[y : y + h, x : x + w]
     s = 20.0 / max(crop.shape)
     size = (max(1, round(crop.shape[1] * s)), max(1, round(crop.shape[0] * s)))
     small = np.clip(cv2.resize(crop, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR), 0, 1)
