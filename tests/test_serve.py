@@ -124,6 +124,83 @@ def test_predict_multipart_equals_raw_and_features_are_mosaics(client):
     assert decode(f["conv2"]["png"]).size == (8 * 7 - 1, 8 * 7 - 1)
 
 
+def test_feature_mosaics_are_in_viridis():
+    """The mosaics' colours are matplotlib's viridis (the table comes from OpenCV: no matplotlib import)."""
+    import matplotlib
+
+    from mnistcnn.serve import pictures
+
+    want = matplotlib.colormaps["viridis"](np.linspace(0, 1, 256))[:, :3] * 255
+    assert np.abs(pictures._viridis().astype(float) - want).max() <= 1.0
+    ramp = pictures.mosaic(np.linspace(0, 1, 2 * 3 * 3).reshape(2, 3, 3), cols=2)
+    assert tuple(ramp[0, 0]) == tuple(pictures._viridis()[0])  # each map's low end: viridis' dark purple
+    assert tuple(ramp[2, 2]) == tuple(pictures._viridis()[255])  # and its high end: yellow
+
+
+def test_images_are_read_by_one_thread_per_core(runs, monkeypatch):
+    """8 requests at once: at most `cores()` of them read images at the same time (more only take turns)."""
+    import threading
+    import time
+
+    import anyio
+    import httpx
+
+    import mnistcnn.serve.app as app_module
+
+    real, lock, busy = app_module.read_upload, threading.Lock(), {"now": 0, "most": 0}
+
+    def counted(*args, **kwargs):
+        with lock:
+            busy["now"] += 1
+            busy["most"] = max(busy["most"], busy["now"])
+        time.sleep(0.05)
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                busy["now"] -= 1
+
+    monkeypatch.setattr(app_module, "read_upload", counted)
+    monkeypatch.setattr(app_module, "cores", lambda: 2)
+    app = create_app(runs, "cpu")
+    body = seven()
+
+    async def eight() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            codes = []
+
+            async def one() -> None:
+                r = await c.post("/api/predict", content=body, headers={"content-type": "image/png"})
+                codes.append(r.status_code)
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(8):
+                    tg.start_soon(one)
+            return codes
+
+    assert anyio.run(eight) == [200] * 8
+    assert busy["most"] == 2
+
+
+def test_warm_up_reads_a_digit_with_the_default_checkpoint_and_is_quiet_without_one(
+    runs, tmp_path, monkeypatch
+):
+    import mnistcnn.serve.app as app_module
+
+    answers = []
+    real = app_module.read_upload
+    monkeypatch.setattr(app_module, "read_upload", lambda *a, **k: answers.append(real(*a, **k)))
+    create_app(runs, "cpu").state.warm_up()
+    assert len(answers) == 1 and answers[0]["text"].isdigit() and "features" in answers[0]
+    (tmp_path / "empty").mkdir()
+    create_app(tmp_path / "empty", "cpu").state.warm_up()  # no checkpoint yet: the page will say so
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    create_app(bad, "cpu").state.warm_up()  # the page will say what is wrong with it
+    assert len(answers) == 1
+
+
 def chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 

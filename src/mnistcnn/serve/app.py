@@ -6,6 +6,7 @@ Every error is `{"error": "..."}` with a 4xx status (500 only for a bug); the se
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -62,7 +63,26 @@ def create_app(target: Path | None, device: str = "cpu", data_dir: Path | None =
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    app.state.models = models
+    app.state.warm_up = lambda: warm_up(source, models)
     return app
+
+
+def warm_up(source: Source, models: Models) -> None:
+    """Read one drawn digit with the default checkpoint, as the page does (features too), so that the first
+    person's first stroke is answered as fast as the rest: it loads the checkpoint and the image libraries
+    (~0.5 s otherwise). Quiet when there is no usable checkpoint yet: the page says why."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    one = np.zeros((96, 96), np.uint8)
+    one[18:78, 44:52] = 255  # a 1, white on black as the pad draws it
+    png = io.BytesIO()
+    Image.fromarray(one).save(png, format="PNG")
+    with contextlib.suppress(MnistcnnError):
+        read_upload(models.get(*source.checkpoint()), png.getvalue(), "warm-up.png", features=True)
 
 
 def cores() -> int:

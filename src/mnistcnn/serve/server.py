@@ -65,6 +65,7 @@ def serve(target: Path | None, host: str, port: int, device: str, data_dir: Path
     cv2.setNumThreads(THREADS)
     app = create_app(target, device, data_dir)
     sock = bind(host, port)
+    app.state.warm_up()
     if not is_loopback(host):
         echo(f"warning: --host {host} makes the page reachable from other machines; it has no login")
     echo(f"serving mnistcnn at {url_of(sock)} (Ctrl-C stops)")
