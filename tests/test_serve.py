@@ -381,6 +381,38 @@ def test_a_checkpoint_file_target_and_the_run_switch(runs, mnist_root, tmp_path)
         create_app(runs, "tpu")
 
 
+def test_a_run_deleted_while_serving_is_404_not_500(tmp_path, monkeypatch):
+    """Found a 500 (FileNotFoundError) by deleting a run folder while polling its metrics: the folder was
+    listed, then gone before the open. Both the metrics file and the checkpoint may vanish that way."""
+    from pathlib import Path as P
+
+    from mnistcnn.serve.models import Models
+    from mnistcnn.serve.runs import read_after
+
+    gone = tmp_path / "run" / "metrics.jsonl"
+    monkeypatch.setattr(P, "is_file", lambda self: True)  # it was there when looked at
+    assert read_after(gone, 0) == {"records": [], "offset": 0, "reset": False}
+    assert read_after(gone, 10)["reset"] is True
+    monkeypatch.undo()
+    with pytest.raises(MnistcnnError, match="gone") as e:
+        Models("cpu").get("run", tmp_path / "run" / "last.pt")
+    assert e.value.status == 404
+
+
+def test_a_file_that_is_not_a_checkpoint_is_refused_at_start(tmp_path, mnist_root):
+    photo = tmp_path / "seven.png"
+    photo.write_bytes(seven())
+    with pytest.raises(MnistcnnError, match="not a readable checkpoint"):
+        create_app(photo, "cpu", mnist_root)
+
+
+def test_a_wrong_method_says_which_to_use(client):
+    r = client.get("/api/predict")
+    assert r.status_code == 405 and r.json() == {"error": "GET is not allowed on /api/predict; use POST"}
+    r = client.delete("/api/runs")
+    assert r.status_code == 405 and r.json()["error"].endswith("use GET")
+
+
 def test_a_bug_is_a_json_500_and_the_server_keeps_serving(client, monkeypatch):
     import mnistcnn.serve.reading as reading
 

@@ -48,6 +48,8 @@ def create_app(target: Path | None, device: str = "cpu", data_dir: Path | None =
 
     source = Source.resolve(target)
     models = Models(str(resolve_device(device)), data_dir)  # an absent device is reported before serving
+    if source.fixed is not None:  # a file given by name must be a checkpoint: said now, not on every request
+        models.get(*source.checkpoint())
     app = FastAPI(
         title="mnistcnn",
         version=__version__,
@@ -175,7 +177,11 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        message = f"no such page or API: {request.url.path}" if exc.status_code == 404 else str(exc.detail)
+        message = str(exc.detail)
+        if exc.status_code == 404:
+            message = f"no such page or API: {request.url.path}"
+        elif exc.status_code == 405 and exc.headers and "Allow" in exc.headers:
+            message = f"{request.method} is not allowed on {request.url.path}; use {exc.headers['Allow']}"
         return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)

@@ -86,7 +86,12 @@ class Models:
         self._lock = threading.Lock()
 
     def get(self, name: str, path: Path) -> Loaded:
-        st = path.stat()
+        try:
+            st = path.stat()
+        except FileNotFoundError:  # deleted since its run was listed (a run folder removed while serving)
+            from mnistcnn.serve.runs import NotFound
+
+            raise NotFound(f"checkpoint {name!r} is gone (deleted while the server runs)") from None
         stamp = (st.st_mtime_ns, st.st_size)
         key = path.resolve()
         with self._lock:

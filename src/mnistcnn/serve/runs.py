@@ -124,13 +124,14 @@ def read_after(path: Path, offset: int) -> dict:
     """
     if offset < 0:
         raise MnistcnnError(f"after must be >= 0; got {offset}")
-    if not path.is_file():
+    try:  # no is_file() first: the run folder may be deleted between a check and the open
+        with path.open("rb") as f:
+            size = f.seek(0, 2)
+            reset = offset > size
+            f.seek(0 if reset else offset)
+            chunk = f.read()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return {"records": [], "offset": 0, "reset": offset > 0}
-    with path.open("rb") as f:
-        size = f.seek(0, 2)
-        reset = offset > size
-        f.seek(0 if reset else offset)
-        chunk = f.read()
     base, end, pos, records = (0 if reset else offset), chunk.rfind(b"\n") + 1, 0, []
     while pos < end and len(records) < MAX_RECORDS:
         stop = chunk.index(b"\n", pos)
