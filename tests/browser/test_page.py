@@ -227,6 +227,83 @@ def test_runs_tab_charts_the_runs_points(page, server, tmp_path, runs):
     shot(page, tmp_path, "runs")
 
 
+def a_number(path: Path, digits: int = 8) -> Path:
+    """A photo of `digits` strokes side by side (what they read as does not matter here: the layout does)."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("L", (90 * digits + 60, 200), 245)
+    for k in range(digits):
+        ImageDraw.Draw(img).line(
+            [(60 + 90 * k, 40), (90 + 90 * k, 40), (70 + 90 * k, 160)], fill=20, width=12
+        )
+    img.save(path)
+    return path
+
+
+FITS = "el => el.scrollWidth <= el.clientWidth + 1"
+
+
+@pytest.mark.parametrize("page", [{"width": 390, "height": 844}], indirect=True, ids=["phone"])
+def test_a_phone_shows_every_view_whole(page, server, tmp_path):
+    """Found on a phone: the confusion matrix's last column, the runs table's buttons and an 8-digit number's
+    input were cut off, "#1: 2" wrapped onto two lines and the accuracy panel of the chart was 27 px high."""
+    from playwright.sync_api import expect
+
+    page.get_by_test_id("multi").check()
+    page.get_by_test_id("upload").set_input_files(str(a_number(tmp_path / "number.png")))
+    bars = page.get_by_test_id("probabilities").get_by_role("listitem")
+    expect(bars).to_have_count(8, timeout=20_000)
+    one_line = "b => b.children[0].offsetHeight <= b.children[2].offsetHeight"
+    assert all(bars.evaluate_all(f"bs => bs.map({one_line})"))
+    assert page.get_by_test_id("prediction").evaluate(FITS)
+    seen = page.get_by_test_id("model-input")
+    assert seen.evaluate(
+        "img => img.getBoundingClientRect().right <= img.closest('.card').getBoundingClientRect().right"
+    )
+    shot(page, tmp_path, "number-phone")
+    page.get_by_test_id("tab-model").click()
+    expect(page.get_by_test_id("confusion").locator("tr")).to_have_count(11, timeout=30_000)
+    assert page.locator("#panel-model .card").evaluate_all(f"cards => cards.map({FITS})") == [True] * 3
+    shot(page, tmp_path, "model-phone")
+    page.get_by_test_id("tab-runs").click()
+    expect(page.get_by_test_id("chart-caption")).to_contain_text("batch losses")
+    assert page.locator("#panel-runs .card").evaluate_all(f"cards => cards.map({FITS})") == [True] * 2
+    assert page.get_by_test_id("chart").evaluate("c => c.clientHeight") >= 280
+    shot(page, tmp_path, "runs-phone")
+
+
+# The served default's first evaluation is held back, then answered with a made-up accuracy of 12.34 %.
+SLOW_DEFAULT_EVALUATION = """
+const realFetch = window.fetch;
+window.fetch = async (url, options) => {
+  const answer = await realFetch(url, options);
+  if (String(url) !== "/api/model/evaluation") return answer;
+  await new Promise((ok) => setTimeout(ok, 1500));
+  const zeros = Array.from({length: 10}, () => Array(10).fill(0));
+  const fake = {accuracy: 0.1234, loss: 9, n: 10000, misclassified: 8766, confusion: zeros, failures: []};
+  return new Response(JSON.stringify(fake), {headers: {"Content-Type": "application/json"}});
+};
+"""
+
+
+def test_switching_checkpoint_while_the_model_tab_evaluates_shows_the_new_one(page, server, runs, mnist_root):
+    """Found: the default checkpoint's evaluation, slow the first time, arrived after the chosen run's and
+    overwrote its accuracy and confusion matrix."""
+    from playwright.sync_api import expect
+
+    from mnistcnn.evaluate import evaluate_checkpoint
+
+    page.add_init_script(SLOW_DEFAULT_EVALUATION)
+    page.reload()
+    page.get_by_test_id("tab-model").click()
+    page.get_by_test_id("checkpoint").select_option("fixture-3ep")
+    expected = evaluate_checkpoint(runs / "fixture-3ep", mnist_root, "cpu")
+    accuracy = page.get_by_test_id("accuracy")
+    expect(accuracy).to_contain_text(f"Accuracy {100 * expected['accuracy']:.2f} %", timeout=30_000)
+    page.wait_for_timeout(2500)  # the held-back answer for the default has arrived by now
+    expect(accuracy).to_contain_text(f"Accuracy {100 * expected['accuracy']:.2f} %")
+
+
 class Gate:
     """A quiet reporter that holds training at the end of epoch 1 until the test opens the gate."""
 

@@ -146,7 +146,12 @@ async function predict(blob, t0 = performance.now()) {
 }
 
 function showResult(a) {
-  $("prediction").textContent = a ? a.text : "";
+  const shown = $("prediction");
+  shown.textContent = a ? a.text : "";
+  shown.style.fontSize = ""; // a number of 8 digits on a phone is wider than the card: shrunk to fit, not cut off
+  if (shown.scrollWidth > shown.clientWidth) {
+    shown.style.fontSize = `${(parseFloat(getComputedStyle(shown).fontSize) * 0.95 * shown.clientWidth) / shown.scrollWidth}px`;
+  }
   const bars = $("probabilities");
   bars.replaceChildren();
   const rows = !a ? [] : a.probabilities
@@ -199,9 +204,10 @@ function fillSwitcher(listing) {
 // ---- Model: layers, kernels, then the test-set views (computed by the server on first request) ----
 async function loadModel() {
   if (state.model === state.run) return;
-  state.model = state.run;
+  const run = (state.model = state.run);
   try {
     const m = await api(withRun("/api/model"));
+    if (state.model !== run) return; // another checkpoint was chosen while this answer was on its way: stale
     const body = $("layers").tBodies[0];
     body.replaceChildren();
     for (const l of m.layers) body.append(tr([l.name, l.shape.join(" × "), l.parameters ? l.parameters.toLocaleString("en") : ""]));
@@ -212,15 +218,17 @@ async function loadModel() {
       `${c.conv1_parameters}: each 3×3 kernel is shared across the image.`;
     drawFilters(m.filters);
   } catch (err) {
+    if (state.model !== run) return;
     state.model = null;
     notice(err.message, true);
     return;
   }
   $("accuracy").textContent = "Evaluating on the test set…";
   try {
-    showEvaluation(await api(withRun("/api/model/evaluation")));
+    const e = await api(withRun("/api/model/evaluation"));
+    if (state.model === run) showEvaluation(e); // the first evaluation takes seconds: the choice may have changed
   } catch (err) {
-    $("accuracy").textContent = err.message;
+    if (state.model === run) $("accuracy").textContent = err.message;
   }
 }
 
@@ -304,6 +312,7 @@ async function loadRuns() {
     const row = tr([r.name, recipe, `${r.epochs_done}/${r.epochs ?? "?"}`, acc, ""], "td", (k) => k === 2 || k === 3);
     const button = document.createElement("button");
     button.textContent = "Show curves";
+    button.setAttribute("aria-label", `Show the curves of run ${r.name}`);
     button.addEventListener("click", () => chooseRun(r.name));
     row.cells[4].append(button);
     row.classList.toggle("selected", r.name === state.chartRun);
@@ -345,7 +354,7 @@ function drawChart(s) {
   s.drawn = true;
   const canvas = $("chart");
   const dpr = window.devicePixelRatio || 1;
-  const w = canvas.clientWidth || 900, h = Math.round(w * 0.46);
+  const w = canvas.clientWidth || 900, h = Math.round(Math.max(w * 0.46, 300)); // a phone: room for both panels
   canvas.width = w * dpr;
   canvas.height = h * dpr;
   const g = canvas.getContext("2d");
@@ -399,21 +408,29 @@ function panel(g, box, xs, lines, fg, name, xName, test) {
   g.fillText(xName, box.x + box.w / 2, box.y + box.h + 14);
   g.textAlign = "left";
   g.fillText(String(x0), box.x, box.y + box.h + 14);
-  lines.forEach((l, k) => {
+  let key = box.x + 10; // the legend: a swatch in the line's colour, the name in the text colour (readable)
+  const legend = (color, label) => {
+    g.fillStyle = color;
+    g.fillRect(key, box.y + 10, 14, 4);
+    g.fillStyle = fg;
+    g.fillText(label, key + 18, box.y + 16);
+    key += 18 + g.measureText(label).width + 16;
+  };
+  lines.forEach((l) => {
     g.strokeStyle = g.fillStyle = l.color;
     g.lineWidth = l.width;
     g.beginPath();
     l.ys.forEach((y, i) => (i ? g.lineTo(X(xs[i]), Y(y)) : g.moveTo(X(xs[i]), Y(y))));
     g.stroke();
     if (l.dots) l.ys.forEach((y, i) => { g.beginPath(); g.arc(X(xs[i]), Y(y), 3.5, 0, 7); g.fill(); });
-    g.fillText(l.label, box.x + 10 + 150 * k, box.y + 16);
+    legend(l.color, l.label);
   });
   if (test) {
     g.fillStyle = "#b42318";
     g.beginPath();
     g.arc(X(x1), Y(test.test_acc), 5, 0, 7);
     g.fill();
-    g.fillText(`test ${(100 * test.test_acc).toFixed(2)} %`, box.x + 10 + 150 * lines.length, box.y + 16);
+    legend("#b42318", `test ${(100 * test.test_acc).toFixed(2)} %`);
   }
 }
 
