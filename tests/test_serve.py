@@ -197,9 +197,12 @@ def test_warm_up_reads_a_digit_with_the_default_checkpoint_and_is_quiet_without_
     assert len(answers) == 1 and answers[0]["text"].isdigit() and "features" in answers[0]
     (tmp_path / "empty").mkdir()
     create_app(tmp_path / "empty", "cpu").state.warm_up()  # no checkpoint yet: the page will say so
-    bad = tmp_path / "bad.pt"
-    bad.write_bytes(b"not a checkpoint")
-    create_app(bad, "cpu").state.warm_up()  # the page will say what is wrong with it
+    import shutil
+
+    broken = shutil.copytree(runs / "first", tmp_path / "broken")
+    for name in ("last.pt", "best.pt"):
+        (broken / name).write_bytes(b"not a checkpoint")
+    create_app(broken, "cpu").state.warm_up()  # the page will say what is wrong with it
     assert len(answers) == 1
 
 
@@ -413,6 +416,16 @@ def test_a_wrong_method_says_which_to_use(client):
     assert r.status_code == 405 and r.json()["error"].endswith("use GET")
 
 
+@pytest.mark.parametrize(
+    "path", ["/", "/api/runs", "/api/model", "/static/app.js", "/api/runs/first/metrics"]
+)
+def test_head_is_answered_wherever_get_is(client, path):
+    got, head = client.get(path), client.head(path)
+    assert got.status_code == head.status_code == 200 and head.content == b""
+    for name in ("content-type", "content-length", "content-security-policy"):
+        assert head.headers.get(name) == got.headers.get(name), name
+
+
 def test_a_bug_is_a_json_500_and_the_server_keeps_serving(client, monkeypatch):
     import mnistcnn.serve.reading as reading
 
@@ -487,6 +500,8 @@ def test_serve_prints_its_url_serves_and_exits_0_on_a_signal(runs, sig):
     try:
         assert url.startswith("http://127.0.0.1:") and "warning" not in printed
         assert httpx.get(url + "api/runs", timeout=20).json()["default"] == "first"
+        head = httpx.head(url, timeout=20)  # uvicorn sends the headers of GET, no body
+        assert head.status_code == 200 and head.content == b"" and int(head.headers["content-length"]) > 1000
         r = httpx.post(
             url + "api/predict", content=seven(), headers={"content-type": "image/png"}, timeout=20
         )
@@ -499,7 +514,7 @@ def test_serve_prints_its_url_serves_and_exits_0_on_a_signal(runs, sig):
 def test_serve_warns_off_loopback_and_refuses_a_taken_port(runs):
     proc, url, printed = start([str(runs), "--host", "0.0.0.0", "--port", "0"], cwd=runs)
     try:
-        assert "warning: --host 0.0.0.0" in printed
+        assert "warning" not in printed  # a warning goes to stderr, read below
         port = url.rsplit(":", 1)[1].strip("/")
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
         taken = subprocess.run(
@@ -517,6 +532,7 @@ def test_serve_warns_off_loopback_and_refuses_a_taken_port(runs):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
+    assert proc.stderr.read().startswith("warning: --host 0.0.0.0 makes the page reachable")
 
 
 def test_serve_missing_target_is_one_line(tmp_path):

@@ -200,7 +200,8 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 class Guard:
     """ASGI middleware: refuses bodies over `limit` bytes (by Content-Length, and by counting a streamed body)
-    with 413, and adds the security headers (a Content-Security-Policy on the page)."""
+    with 413, answers HEAD as GET without the body, and adds the security headers (a Content-Security-Policy on
+    the page)."""
 
     def __init__(self, app, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -225,6 +226,9 @@ class Guard:
             return message
 
         page = not scope["path"].startswith(("/docs", "/openapi.json"))  # Swagger UI loads from a CDN
+        head = scope["method"] == "HEAD"  # answered as GET without the body, wherever GET is (HTTP's rule)
+        if head:
+            scope = {**scope, "method": "GET"}
 
         async def headed(message) -> None:
             if message["type"] == "http.response.start":
@@ -233,6 +237,8 @@ class Guard:
                 headers["Referrer-Policy"] = "no-referrer"
                 if page:
                     headers["Content-Security-Policy"] = CSP
+            elif head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
             await send(message)
 
         await self.app(scope, counted, headed)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import signal
 import socket
+import sys
 from pathlib import Path
 
 from mnistcnn.errors import MnistcnnError
@@ -53,8 +54,11 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
 
-def serve(target: Path | None, host: str, port: int, device: str, data_dir: Path | None, echo=print) -> None:
-    """Serve until Ctrl-C or SIGTERM (uvicorn finishes open requests, then this returns)."""
+def serve(
+    target: Path | None, host: str, port: int, device: str, data_dir: Path | None, echo=print, warn=None
+) -> None:
+    """Serve until Ctrl-C or SIGTERM (uvicorn finishes open requests, then this returns). `echo` prints the URL,
+    `warn` a warning (default: to stderr)."""
     import cv2
     import torch
     import uvicorn
@@ -67,7 +71,9 @@ def serve(target: Path | None, host: str, port: int, device: str, data_dir: Path
     sock = bind(host, port)
     app.state.warm_up()
     if not is_loopback(host):
-        echo(f"warning: --host {host} makes the page reachable from other machines; it has no login")
+        (warn or _to_stderr)(
+            f"warning: --host {host} makes the page reachable from other machines; it has no login"
+        )
     echo(f"serving mnistcnn at {url_of(sock)} (Ctrl-C stops)")
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
     # uvicorn shuts down on SIGINT/SIGTERM, restores the handlers it found and raises the signal again; these
@@ -79,3 +85,7 @@ def serve(target: Path | None, host: str, port: int, device: str, data_dir: Path
         for s, handler in previous.items():
             signal.signal(s, handler)
         sock.close()
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
