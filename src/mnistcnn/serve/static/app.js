@@ -398,10 +398,13 @@ function panel(g, box, xs, lines, fg, name, xName, test) {
   let lo = Math.min(...all), hi = Math.max(...all);
   if (hi - lo < 1e-9) { lo -= 0.5; hi += 0.5; }
   const x0 = xName === "epoch" ? 0 : Math.min(...xs), x1 = Math.max(...xs, x0 + 1); // epoch 0: before training
-  const X = (x) => box.x + ((x - x0) / (x1 - x0)) * box.w, Y = (y) => box.y + box.h - ((y - lo) / (hi - lo)) * box.h;
+  // the data inside the frame, clear of its edges (whole dots) and below a band for the legend
+  const left = box.x + 6, right = box.x + box.w - 6, top = box.y + 28, bottom = box.y + box.h - 6;
+  const X = (x) => left + ((x - x0) / (x1 - x0)) * (right - left);
+  const Y = (y) => bottom - ((y - lo) / (hi - lo)) * (bottom - top);
   g.textAlign = "right";
-  g.fillText(hi.toPrecision(3), box.x - 6, box.y + 10);
-  g.fillText(lo.toPrecision(3), box.x - 6, box.y + box.h);
+  g.fillText(hi.toPrecision(3), box.x - 6, top + 4);
+  g.fillText(lo.toPrecision(3), box.x - 6, bottom + 4);
   g.fillText(name, box.x - 6, box.y + box.h / 2);
   g.fillText(String(x1), box.x + box.w, box.y + box.h + 14);
   g.textAlign = "center";
