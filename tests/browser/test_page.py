@@ -162,6 +162,16 @@ def test_drawing_a_seven_reads_7_with_its_input_and_feature_maps(page, server, t
     page.get_by_test_id("clear").click()
     expect(page.get_by_test_id("prediction")).to_have_text("")
     expect(seen).to_be_hidden()
+    box = page.get_by_test_id("pad").bounding_box()  # a right-button drag draws nothing
+    page.mouse.move(box["x"] + 0.3 * box["width"], box["y"] + 0.3 * box["height"])
+    page.mouse.down(button="right")
+    page.mouse.move(box["x"] + 0.7 * box["width"], box["y"] + 0.7 * box["height"], steps=8)
+    page.mouse.up(button="right")
+    ink = page.evaluate(
+        "() => { const c = document.getElementById('pad');"
+        " return c.getContext('2d').getImageData(0, 0, c.width, c.height).data.reduce((s, v) => s + v, 0); }"
+    )
+    assert ink == 255 * 280 * 280  # alpha only: every pixel still black
 
 
 def photo_of_a_seven(path: Path) -> Path:
@@ -191,6 +201,21 @@ def test_uploading_a_photo_reads_its_digit(page, server, tmp_path):
     assert sent["text"] == "7"
     expect(page.get_by_test_id("model-input")).to_be_visible()
     shot(page, tmp_path, "photo-phone")
+
+
+def test_choosing_the_same_photo_again_reads_it_again(page, server, tmp_path):
+    from playwright.sync_api import expect
+
+    path = photo_of_a_seven(tmp_path / "seven.jpg")
+    posts = []
+    page.on("requestfinished", lambda r: posts.append(r.url) if "/api/predict" in r.url else None)
+    for k in (1, 2):
+        with page.expect_file_chooser() as chooser:
+            page.locator("label[for=upload]").click()  # the visible "Photo…" button
+        chooser.value.set_files(str(path))
+        expect(page.get_by_test_id("prediction")).to_have_text("7", timeout=20_000)
+        page.wait_for_timeout(500)  # a second request, if one is coming, has finished by now
+        assert len(posts) == k, posts
 
 
 def test_model_tab_by_keyboard_shows_summary_and_test_set_views(page, server, tmp_path, runs, mnist_root):
@@ -260,6 +285,7 @@ def test_a_phone_shows_every_view_whole(page, server, tmp_path):
     assert seen.evaluate(
         "img => img.getBoundingClientRect().right <= img.closest('.card').getBoundingClientRect().right"
     )
+    assert page.locator("#seen-caption").inner_text().startswith("what the model saw: 8 inputs of 28×28")
     shot(page, tmp_path, "number-phone")
     page.get_by_test_id("tab-model").click()
     expect(page.get_by_test_id("confusion").locator("tr")).to_have_count(11, timeout=30_000)

@@ -58,6 +58,7 @@ function padPoint(e) {
   return [((e.clientX - r.left) * pad.width) / r.width, ((e.clientY - r.top) * pad.height) / r.height];
 }
 pad.addEventListener("pointerdown", (e) => {
+  if (e.button !== 0) return; // the left button, a pen's tip, a finger; not a right click
   drawing = true;
   pad.setPointerCapture(e.pointerId);
   const [x, y] = padPoint(e);
@@ -87,6 +88,7 @@ pad.addEventListener("pointerup", endStroke);
 pad.addEventListener("pointercancel", endStroke);
 $("clear").addEventListener("click", () => {
   clearPad();
+  $("upload").value = ""; // the same photo can be chosen again
   state.lastImage = state.queued = null;
   state.gen += 1; // an answer still on its way is for the cleared drawing: dropped
   $("photo").hidden = true;
@@ -102,6 +104,7 @@ function usePhoto(file) {
   img.hidden = false;
   predict(file);
 }
+$("upload").addEventListener("click", (e) => { e.target.value = ""; }); // choosing the same photo again reads it
 $("upload").addEventListener("change", (e) => usePhoto(e.target.files[0]));
 const drop = $("drop");
 drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("dragging"); });
@@ -158,6 +161,8 @@ function showResult(a) {
     ? a.probabilities.map((p, d) => [String(d), p, d === a.prediction])
     : a.digits.map((g, k) => [`#${k + 1}: ${g.prediction}`, Math.max(...g.probabilities), false]);
   for (const [label, p, top] of rows) bars.append(bar(label, p, top));
+  const n = a ? a.digits.length : 1;
+  $("seen-caption").textContent = `what the model saw: ${n > 1 ? `${n} inputs of ` : ""}28×28, white ink on black, as MNIST`;
   for (const [id, src] of [["model-input", a && a.input_png], ["conv1", a && a.features && a.features.conv1.png],
     ["conv2", a && a.features && a.features.conv2.png]]) {
     $(id).hidden = !src;
