@@ -414,6 +414,8 @@ def test_a_wrong_method_says_which_to_use(client):
     assert r.status_code == 405 and r.json() == {"error": "GET is not allowed on /api/predict; use POST"}
     r = client.delete("/api/runs")
     assert r.status_code == 405 and r.json()["error"].endswith("use GET")
+    r = client.head("/api/predict")
+    assert r.status_code == 405 and r.headers["allow"] == "POST" and r.content == b""
 
 
 @pytest.mark.parametrize(

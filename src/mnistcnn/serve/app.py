@@ -65,7 +65,6 @@ def create_app(target: Path | None, device: str = "cpu", data_dir: Path | None =
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
-    app.state.models = models
     app.state.warm_up = lambda: warm_up(source, models)
     return app
 
