@@ -14,7 +14,6 @@ from mnistcnn.cli import app
 from mnistcnn.images import extract, load_gray
 
 PHOTOS = Path(__file__).parent / "data" / "photos"
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 runner = CliRunner()
 
@@ -207,20 +206,12 @@ def test_read_digits_shape_of_the_answer(ckpt_path):
 
 
 @pytest.mark.slow
-def test_fast_recipe_reads_the_photo_set(full_mnist, tmp_path):
+def test_fast_recipe_reads_the_photo_set(fast_recipe_run):
     """The issue's bar on the committed synthetic phone photos (scripts/make_photos.py, MNIST *test* digits):
     >= 95 % of single digits and >= 90 % of numbers exact with a checkpoint of the fast recipe."""
-    import os
-
     from mnistcnn import checkpoint
-    from mnistcnn.config import load_config
-    from mnistcnn.report import PlainReporter
-    from mnistcnn.train import train
 
-    cfg = load_config(CONFIGS / "fast.toml", {"device": "cpu"})
-    with open(os.devnull, "w") as sink:
-        train(cfg, full_mnist, tmp_path / "run", PlainReporter(stream=sink))
-    ckpt, model = checkpoint.load_model(tmp_path / "run" / "last.pt", "cpu")
+    ckpt, model = checkpoint.load_model(fast_recipe_run[0] / "last.pt", "cpu")
     labels = json.loads((PHOTOS / "labels.json").read_text())
     right = {"single": [], "number": []}
     for name, want in sorted(labels.items()):
