@@ -158,6 +158,7 @@ def test_drawing_a_seven_reads_7_with_its_input_and_feature_maps(page, server, t
     expect(features).to_have_count(2)
     sizes = features.evaluate_all("imgs => imgs.map((i) => [i.naturalWidth, i.naturalHeight])")
     assert sizes == [[119, 59], [55, 55]]  # 32 maps of 14×14 and 64 of 6×6, 8 per row, 1 px apart
+    expect(page.locator("#quick")).to_be_hidden()  # a laptop shows the result card beside the pad
     shot(page, tmp_path, "draw")
     page.get_by_test_id("clear").click()
     expect(page.get_by_test_id("prediction")).to_have_text("")
@@ -286,6 +287,9 @@ def test_a_phone_shows_every_view_whole(page, server, tmp_path):
         "img => img.getBoundingClientRect().right <= img.closest('.card').getBoundingClientRect().right"
     )
     assert page.locator("#seen-caption").inner_text().startswith("what the model saw: 8 inputs of 28×28")
+    quick = page.locator("#quick")  # the reading beside the pad, where a phone's screen still is
+    expect(quick).to_be_visible()
+    assert quick.inner_text() == page.get_by_test_id("prediction").inner_text()
     shot(page, tmp_path, "number-phone")
     page.get_by_test_id("tab-model").click()
     expect(page.get_by_test_id("confusion").locator("tr")).to_have_count(11, timeout=30_000)

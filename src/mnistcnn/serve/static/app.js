@@ -150,7 +150,7 @@ async function predict(blob, t0 = performance.now()) {
 
 function showResult(a) {
   const shown = $("prediction");
-  shown.textContent = a ? a.text : "";
+  shown.textContent = $("quick").textContent = a ? a.text : "";
   shown.style.fontSize = ""; // a number of 8 digits on a phone is wider than the card: shrunk to fit, not cut off
   if (shown.scrollWidth > shown.clientWidth) {
     shown.style.fontSize = `${(parseFloat(getComputedStyle(shown).fontSize) * 0.95 * shown.clientWidth) / shown.scrollWidth}px`;
