@@ -21,6 +21,10 @@ class ImageError(MnistcnnError):
     """A picture that cannot be read, or that shows no digit (mnistcnn.images)."""
 
 
+class TooManyPixels(ImageError):
+    """A picture over the pixel limit, or over Pillow's decompression-bomb guard (the server answers 413)."""
+
+
 class Interrupted(Exception):
     """Training stopped on SIGINT/SIGTERM after saving last.pt; the CLI exits 128 + signal number.
     `finished`: every epoch was trained (the signal came during the final evaluation, save or plot)."""

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistcnn.errors import ImageError  # raised here, so importable from here too
+from mnistcnn.errors import ImageError, TooManyPixels  # raised here, so importable from here too
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 MAX_PIXELS = 40_000_000  # a phone photo is ~12 MP; past this it is a mistake or a decompression bomb
@@ -74,14 +74,19 @@ def _decode(fp, name: str) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(fp) as img:
                 if img.width * img.height > MAX_PIXELS:
-                    raise ImageError(
+                    raise TooManyPixels(
                         f"{name} is {img.width}×{img.height} pixels, over the {MAX_PIXELS // 1_000_000} MP limit; "
                         "crop or shrink it to the digit"
                     )
                 img.seek(0)  # first frame of a GIF/TIFF
                 img.load()
                 return _to_gray(img)
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise TooManyPixels(  # Pillow refused it from the header alone
+            f"{name} is not an image Pillow can read ({type(e).__name__}): far over the "
+            f"{MAX_PIXELS // 1_000_000} MP limit; crop or shrink it to the digit"
+        ) from None
+    except UnidentifiedImageError as e:
         raise ImageError(
             f"{name} is not an image Pillow can read ({type(e).__name__}); use PNG, JPEG, BMP, GIF, WebP or TIFF"
         ) from None
