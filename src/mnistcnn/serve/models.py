@@ -11,6 +11,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mnistcnn.serve.runs import NotFound
+
 FAILURES = 36  # the gallery's size, as `mnistcnn failures`
 
 
@@ -89,8 +91,6 @@ class Models:
         try:
             st = path.stat()
         except FileNotFoundError:  # deleted since its run was listed (a run folder removed while serving)
-            from mnistcnn.serve.runs import NotFound
-
             raise NotFound(f"checkpoint {name!r} is gone (deleted while the server runs)") from None
         stamp = (st.st_mtime_ns, st.st_size)
         key = path.resolve()

@@ -136,9 +136,7 @@ def read_after(path: Path, offset: int) -> dict:
     while pos < end and len(records) < MAX_RECORDS:
         stop = chunk.index(b"\n", pos)
         line, pos = chunk[pos:stop], stop + 1
-        rec = parse_record(
-            line
-        )  # the run folder's own schema check; a bad line is skipped, as plot-loss does
+        rec = parse_record(line)  # the run folder's own check; a bad line is skipped, as plot-loss does
         if rec is not None:
             records.append(rec)
     return {"records": records, "offset": base + pos, "reset": reset}
