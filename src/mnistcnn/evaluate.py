@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from mnistcnn.distributed import World
 from mnistcnn.engine import autocast
 
-ONE_PROCESS = World()  # rank 0 of a world of 1: nothing to shard or reduce
+ONE_PROCESS = World.single()  # rank 0 of a world of 1: nothing to shard or reduce
 
 
 @torch.inference_mode()

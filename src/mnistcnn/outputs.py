@@ -21,7 +21,14 @@ from pathlib import Path
 
 from mnistcnn.errors import MnistcnnError
 
-RUN_FILES = ("config.json", "env.json", "metrics.jsonl", "last.pt", "best.pt", ".mnistcnn.lock")
+LOCK = ".mnistcnn.lock"  # flock'ed by the train/resume that owns a run folder; holds its pid
+RUN_FILES = ("config.json", "env.json", "metrics.jsonl", "last.pt", "best.pt", LOCK)
+
+
+def is_run_dir(path: Path) -> bool:
+    """A run folder: it holds a config.json or a metrics.jsonl."""
+    return (path / "config.json").is_file() or (path / "metrics.jsonl").is_file()
+
 
 # causes worth naming in plain words; anything else gets the OS's own text
 _CAUSES = {
@@ -145,12 +152,11 @@ def _check_not_input(path: Path, option: str, inputs, folders: bool) -> None:
 
 
 def _check_not_run_file(path: Path, option: str) -> None:
-    folder = path.parent
-    if not ((folder / "config.json").is_file() or (folder / "metrics.jsonl").is_file()):
+    if not is_run_dir(path.parent):
         return
     if path.name in RUN_FILES or (path.suffix == ".pt" and path.exists()):
         raise MnistcnnError(
-            f"{option} {path} is a file of the run folder {folder}; write the output somewhere else"
+            f"{option} {path} is a file of the run folder {path.parent}; write the output somewhere else"
         )
 
 

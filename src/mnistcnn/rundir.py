@@ -18,8 +18,8 @@ from pathlib import Path
 
 from mnistcnn import outputs
 from mnistcnn.errors import MnistcnnError
+from mnistcnn.outputs import LOCK, is_run_dir
 
-LOCK = ".mnistcnn.lock"  # flock'ed by the train/resume that owns the folder; holds its pid
 _HINT = "free some space or fix the folder; the previous checkpoints are untouched"
 
 
@@ -29,10 +29,6 @@ def default_run_dir(base: str | os.PathLike = "runs") -> Path:
     while path.exists():
         path, n = Path(base) / f"{stamp}-{n}", n + 1
     return path
-
-
-def is_run_dir(path: Path) -> bool:
-    return (path / "config.json").is_file() or (path / "metrics.jsonl").is_file()
 
 
 class RunDir:
@@ -84,18 +80,18 @@ class RunDir:
         try:
             run.run_id = identity(run.path, ckpt, engine_keys)
             metrics = read_metrics(run.metrics_path, skip_bad=True)[0] if run.metrics_path.is_file() else None
-        except MnistcnnError:
+            if metrics is not None:
+                keep = [
+                    r
+                    for r in metrics
+                    if (r["type"] == "batch" and r["step"] <= ckpt["step"])
+                    or (r["type"] == "epoch" and r["epoch"] <= ckpt["epoch"])
+                ]
+                payload = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in keep)
+                outputs.write_bytes(run.metrics_path, payload.encode(), _HINT)
+        except MnistcnnError:  # nothing of this run is held when its folder cannot be taken up again
             run.unlock()
             raise
-        if metrics is not None:
-            keep = [
-                r
-                for r in metrics
-                if (r["type"] == "batch" and r["step"] <= ckpt["step"])
-                or (r["type"] == "epoch" and r["epoch"] <= ckpt["epoch"])
-            ]
-            payload = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in keep)
-            outputs.write_bytes(run.metrics_path, payload.encode(), _HINT)
         return run
 
     def lock(self) -> None:

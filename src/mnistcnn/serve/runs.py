@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnistcnn.errors import MnistcnnError
-from mnistcnn.rundir import is_run_dir, parse_record, read_metrics
+from mnistcnn.outputs import is_run_dir
+from mnistcnn.rundir import parse_record, read_metrics
 
 CHECKPOINTS = ("last.pt", "best.pt")  # checkpoint.load's order for a run folder
 MAX_RECORDS = 20_000  # per metrics answer; the page asks again from the returned offset
