@@ -428,6 +428,22 @@ def test_head_is_answered_wherever_get_is(client, path):
         assert head.headers.get(name) == got.headers.get(name), name
 
 
+def test_a_model_whose_weights_overflow_answers_null_not_a_500(runs, tmp_path):
+    """Huge finite weights pass the checkpoint schema but make NaN probabilities and loss: the answers are JSON
+    with nulls, as `predict --json` / `eval --json` print them."""
+    import torch
+
+    from mnistcnn import checkpoint
+
+    ckpt = torch.load(runs / "first" / "last.pt", weights_only=False)
+    ckpt["model"]["fc1.weight"] = torch.full_like(ckpt["model"]["fc1.weight"], 1e38)
+    checkpoint.save(tmp_path / "huge.pt", ckpt)
+    c = TestClient(create_app(tmp_path / "huge.pt", "cpu"), raise_server_exceptions=False)
+    r = post(c, seven())
+    assert r.status_code == 200, r.text
+    assert None in r.json()["probabilities"] and "NaN" not in r.text
+
+
 def test_a_bug_is_a_json_500_and_the_server_keeps_serving(client, monkeypatch):
     import mnistcnn.serve.reading as reading
 

@@ -12,6 +12,7 @@ metrics.jsonl, checkpoints, its lock), or a folder.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -218,3 +219,15 @@ def append_bytes(path: str | os.PathLike, payload: bytes, hint: str = "") -> Non
 def _discard(tmp: Path) -> None:
     with suppress(OSError):
         tmp.unlink(missing_ok=True)
+
+
+def json_safe(value):
+    """NaN/inf (a model whose huge weights overflow) become null, so `--json` output and the server's answers
+    stay valid JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value

@@ -7,13 +7,13 @@ Usage: `mnistcnn eval runs/R/last.pt`, `mnistcnn predict runs/R/last.pt seven.pn
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from mnistcnn.cli.common import Checkpoint, DataDir, Device, fail, sub_app
+from mnistcnn.outputs import json_safe
 
 Out = Annotated[Path, typer.Option(help="Picture to write (.png, .svg, .pdf, .jpg; no extension: .png).")]
 Force = Annotated[
@@ -50,20 +50,9 @@ def eval_(
         log(f"wrote {confusion_png(m['confusion'], confusion)}")
     if json_out:
         keys = ("accuracy", "loss", "per_class", "n") + (("confusion",) if confusion else ())
-        typer.echo(json.dumps(_json_safe({k: m[k] for k in keys}), allow_nan=False))
+        typer.echo(json.dumps(json_safe({k: m[k] for k in keys}), allow_nan=False))
         return
     _print_eval(m, checkpoint)
-
-
-def _json_safe(value):
-    """NaN/inf (a model whose huge weights overflow) become null: --json output stays valid JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def _print_eval(m: dict, checkpoint: Path) -> None:
@@ -141,7 +130,7 @@ def predict(
     if json_out:
         keep = ("prediction", "probabilities", "text", "digits") if multi else ("prediction", "probabilities")
         rows = [{"path": str(p), **{k: r[k] for k in keep}} for p, r in zip(paths, results)]
-        typer.echo(json.dumps(_json_safe(rows), allow_nan=False))
+        typer.echo(json.dumps(json_safe(rows), allow_nan=False))
         return
     for p, r in zip(paths, results):
         if multi:

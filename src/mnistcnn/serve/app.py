@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 
 from mnistcnn import __version__
 from mnistcnn.errors import MnistcnnError
+from mnistcnn.outputs import json_safe
 from mnistcnn.serve.models import Models
 from mnistcnn.serve.reading import TooLarge, UnsupportedImage, read_upload
 from mnistcnn.serve.runs import Source, describe, read_after
@@ -42,6 +43,13 @@ PREDICT_BODY = {
 Run = Query(None, description="A run's name from GET /api/runs (default: the served checkpoint).")
 
 
+class SafeJSON(JSONResponse):
+    """JSON with NaN/inf as null (a model whose huge weights overflow), as `--json` prints: never a 500."""
+
+    def render(self, content) -> bytes:
+        return super().render(json_safe(content))
+
+
 def create_app(target: Path | None, device: str = "cpu", data_dir: Path | None = None) -> FastAPI:
     """The app for a checkpoint file, a run folder or a runs folder (None: ./runs, which may not exist yet)."""
     from mnistcnn.engine import resolve_device
@@ -55,6 +63,7 @@ def create_app(target: Path | None, device: str = "cpu", data_dir: Path | None =
         version=__version__,
         description="Draw or photograph a digit and watch MyNet read it; the model's views; runs' metrics.",
         redoc_url=None,
+        default_response_class=SafeJSON,
     )
     app.add_middleware(Guard, limit=MAX_BODY)
     _add_error_handlers(app)
@@ -118,7 +127,7 @@ def _add_api(app: FastAPI, source: Source, models: Models) -> None:
             lambda: read_upload(models.get(*source.checkpoint(run)), data, name, multi, features),
             limiter=readers,
         )
-        return JSONResponse(answer)  # plain JSON types already: no jsonable_encoder pass
+        return SafeJSON(answer)  # plain JSON types already: no jsonable_encoder pass
 
     @app.get("/api/model")
     def model(run: str | None = Run) -> dict:
