@@ -42,6 +42,14 @@ class Bad(Exception):
         self.field = field
 
 
+class NonFinite(Bad):
+    """A tensor holding NaN or infinite values; `what` says which."""
+
+    def __init__(self, field: str, what: str) -> None:
+        super().__init__(field, f"holds {what} values")
+        self.what = what
+
+
 def _show(value: typing.Any) -> str:
     if isinstance(value, torch.Tensor):
         return f"a tensor of shape {tuple(value.shape)}"
@@ -80,8 +88,7 @@ def tensor(value, field: str, shape: tuple) -> torch.Tensor:
             field, f"must be a dense float tensor of shape {shape}; got {value.dtype} {tuple(value.shape)}"
         )
     if not torch.isfinite(value).all():
-        what = "NaN" if torch.isnan(value).any() else "infinite"
-        raise Bad(field, f"holds {what} values")
+        raise NonFinite(field, "NaN" if torch.isnan(value).any() else "infinite")
     return value
 
 
@@ -107,10 +114,9 @@ def check(ckpt: typing.Any, path, resume: bool = False) -> TrainConfig:
             check_optimizer(ckpt["optimizer"], cfg.optimizer)
         check_position(ckpt, cfg, resume)
     except Bad as e:
-        if e.field.startswith("model.") and "values" in str(e):
-            kind = "NaN" if "NaN" in str(e) else "infinite"
+        if isinstance(e, NonFinite) and e.field.startswith("model."):
             raise CheckpointError(
-                f"{path} holds {kind} weights ({e.field[6:]}); it cannot be used — take an earlier checkpoint "
+                f"{path} holds {e.what} weights ({e.field[6:]}); it cannot be used — take an earlier checkpoint "
                 "(best.pt) or train again with a lower --lr"
             ) from None
         raise CheckpointError(f"{path} is damaged or not from this mnistcnn: {e}") from None
