@@ -71,14 +71,14 @@ class RunDir:
         return run
 
     @classmethod
-    def reopen(cls, path: str | os.PathLike, ckpt: dict, engine_keys: tuple[str, ...] = ()) -> RunDir:
+    def reopen(cls, path: str | os.PathLike, ckpt: dict) -> RunDir:
         """The folder of a run being resumed: locked, its identity checked against the checkpoint's, then (the
         first write) its metrics.jsonl cut back to what `ckpt` holds (lines written after the checkpoint, e.g.
         before a hard kill, would otherwise appear twice)."""
         run = cls(Path(path))
         run.lock()
         try:
-            run.run_id = identity(run.path, ckpt, engine_keys)
+            run.run_id = identity(run.path, ckpt)
             metrics = read_metrics(run.metrics_path, skip_bad=True)[0] if run.metrics_path.is_file() else None
             if metrics is not None:
                 keep = [
@@ -137,13 +137,13 @@ class RunDir:
         return self.path / "metrics.jsonl"
 
 
-def identity(folder: Path, ckpt: dict, engine_keys: tuple[str, ...] = ()) -> str:
+def identity(folder: Path, ckpt: dict) -> str:
     """The run id a resume continues under; refuses a checkpoint of another run than the folder's.
 
     The folder's config.json names its run id. A checkpoint with a different id is refused. A checkpoint or a
     folder from before run ids (mnistcnn <= 0.x) is accepted when the folder's config equals the checkpoint's,
     or when the folder has no config.json (a checkpoint copied into a new folder starts a fork there). Only the
-    recipe is compared: a resume may have changed `engine_keys` such as epochs or device."""
+    recipe is compared: a resume may have changed config.ENGINE_KEYS such as epochs or device."""
     theirs = ckpt.get("run_id")
     config = folder / "config.json"
     if not config.is_file():
@@ -160,7 +160,7 @@ def identity(folder: Path, ckpt: dict, engine_keys: tuple[str, ...] = ()) -> str
     if isinstance(ours, str) and isinstance(theirs, str):
         if ours == theirs:
             return ours
-    elif _recipe(saved, engine_keys) == _recipe(ckpt.get("config"), engine_keys):
+    elif _recipe(saved) == _recipe(ckpt.get("config")):
         return ours if isinstance(ours, str) else theirs if isinstance(theirs, str) else uuid.uuid4().hex
     raise MnistcnnError(
         f"the checkpoint belongs to another run than {folder} (see its config.json); resuming would overwrite "
@@ -168,8 +168,10 @@ def identity(folder: Path, ckpt: dict, engine_keys: tuple[str, ...] = ()) -> str
     )
 
 
-def _recipe(config, engine_keys) -> dict | None:
-    return {k: v for k, v in config.items() if k not in engine_keys} if isinstance(config, dict) else None
+def _recipe(config) -> dict | None:
+    from mnistcnn.config import ENGINE_KEYS  # here: plot-loss reads run folders without loading pydantic
+
+    return {k: v for k, v in config.items() if k not in ENGINE_KEYS} if isinstance(config, dict) else None
 
 
 def read_metrics(path: Path, skip_bad: bool = False) -> tuple[list[dict], int]:

@@ -25,7 +25,7 @@ from mnistcnn.errors import Interrupted, MnistcnnError
 from mnistcnn.evaluate import evaluate
 from mnistcnn.model import MyNet
 from mnistcnn.report import Reporter, Silent
-from mnistcnn.resume import ENGINE_KEYS, StopFlag, agreed_stop, should_stop
+from mnistcnn.resume import StopFlag, agreed_stop, should_stop
 from mnistcnn.rundir import RunDir, environment
 from mnistcnn.stepper import Stepper, chunk_for, make_optimizer
 
@@ -159,11 +159,7 @@ class Trainer:
 
     def _open_run(self, source: str) -> RunDir:
         """Lock the folder (and, on resume, check its identity): the first write comes after every check."""
-        run = (
-            RunDir.create(self.run_dir)
-            if self.resume is None
-            else RunDir.reopen(self.run_dir, self.resume, ENGINE_KEYS)
-        )
+        run = RunDir.create(self.run_dir) if self.resume is None else RunDir.reopen(self.run_dir, self.resume)
         self.run = run
         env = {**environment(self.device, self.precision, source), "world_size": self.world.size}
         run.write_config(self.cfg.to_dict())
