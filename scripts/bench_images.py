@@ -2,10 +2,10 @@
 
 Usage: python scripts/bench_images.py [--repeats 15] [--data-dir ../shared/data]
 
-The photos are scripts/make_photos.py's (a 4-digit number on ruled paper, light, shadow, JPEG), made at 1152×864
-and 4000×3000 from MNIST test digits (the fixture in tests/data when the full MNIST is absent). Prints hardware
-and versions, the median over repeats, and the ratio to the baseline measured in the same run: decoding the
-same JPEG with `images.load_gray` (what reading the photo costs anyway).
+The photos are scripts/make_photos.py's (a 4-digit number in chalk on a blackboard — the scene its seed 7 draws —
+uneven light, JPEG), made at 1152×864 and 4000×3000 from MNIST test digits (the fixture in tests/data when the
+full MNIST is absent). Prints hardware and versions, the median over repeats, and the ratio to the baseline
+measured in the same run: decoding the same JPEG with `images.decode_gray` (what reading the photo costs anyway).
 """
 
 from __future__ import annotations
@@ -25,13 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-
-def cpu_name() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return next(x.split(":", 1)[1].strip() for x in lines if x.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+from mnistcnn import engine  # noqa: E402
 
 
 def median_ms(fn, repeats: int) -> tuple[float, float]:
@@ -77,7 +71,7 @@ def main() -> None:
             (data.raw_dir(root) / name).write_bytes(gzip.decompress(raw.read_bytes()))
     images, _ = data.load_split(root, train=False)
     digits = [images[k].numpy() for k in (0, 1, 2, 3)]
-    cpu = f"{cpu_name()}, {os.cpu_count()} cores"
+    cpu = f"{engine.cpu_name()}, {os.cpu_count()} cores"
     versions = f"python {platform.python_version()}, numpy {np.__version__}, opencv {cv2.__version__}"
     print(f"cpu: {cpu}; {versions}; OpenCV threads {cv2.getNumThreads()}")
     for label, size, repeats in (

@@ -34,6 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from mnistcnn import engine  # noqa: E402
+
 
 def sample_png() -> bytes:
     """A 300×300 PNG of a 7 drawn in dark ink on white, as a page or a phone sends."""
@@ -61,11 +63,13 @@ def baseline(ckpt_path: Path, body: bytes, n: int) -> tuple[float, float]:
     import cv2
     import torch
 
+    from mnistcnn.hostalloc import tune_host_allocator
     from mnistcnn.serve.models import Models
     from mnistcnn.serve.reading import read_upload
     from mnistcnn.serve.server import THREADS
 
-    torch.set_num_threads(THREADS)  # as the server does
+    tune_host_allocator()  # as the CLI does for the server
+    torch.set_num_threads(THREADS)  # and the server's threads
     cv2.setNumThreads(THREADS)
     loaded = Models("cpu").get("bench", ckpt_path)
     for _ in range(n // 10):  # warm-up
@@ -164,16 +168,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, help="checkpoint to serve (default: an untrained MyNet)")
@@ -206,7 +200,7 @@ def main() -> None:
     q = statistics.quantiles(latencies, n=100, method="inclusive")
     busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     rate = len(latencies) / wall
-    print(f"hardware: {cpu_name()}, {os.cpu_count()} logical CPUs; {platform.platform()}")
+    print(f"hardware: {engine.cpu_name()}, {os.cpu_count()} logical CPUs; {platform.platform()}")
     print(
         f"versions: python {platform.python_version()}, torch {version('torch')}, fastapi {version('fastapi')}, "
         f"uvicorn {version('uvicorn')}, pillow {version('pillow')}"

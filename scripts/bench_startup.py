@@ -39,10 +39,19 @@ def baseline_cmd(device: str) -> list[str]:
 def train_cmd(device: str, data_dir: Path, run_dir: Path, train_limit: int) -> list[str]:
     # --batch-size: since the config check of issue 10 a batch may not exceed --train-limit (issue 13's command
     # had the default 128; the same one step on 64 images either way)
-    recipe = ["--epochs", "1", "--train-limit", str(train_limit), "--batch-size", str(min(train_limit, 128))]
-    recipe = recipe if device == "cpu" else []
     if device == "cuda":
         recipe = ["--config", str(ROOT / "configs" / "fast-gpu.toml")]
+    elif device == "cpu":
+        recipe = [
+            "--epochs",
+            "1",
+            "--train-limit",
+            str(train_limit),
+            "--batch-size",
+            str(min(train_limit, 128)),
+        ]
+    else:
+        recipe = []
     return [
         sys.executable,
         "-m",
@@ -83,23 +92,16 @@ def timed(cmd: list[str], src: Path = ROOT / "src") -> dict:
     }
 
 
-def cpu_name() -> str:
-    info = Path("/proc/cpuinfo")
-    lines = info.read_text().splitlines() if info.exists() else []
-    return next(
-        (ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), platform.machine()
-    )
-
-
 def versions() -> dict:
-    probe = "import json, torch; print(json.dumps({'torch': torch.__version__, 'threads': torch.get_num_threads()}))"
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    return {
-        **json.loads(out),
-        "python": platform.python_version(),
-        "cpu": cpu_name(),
-        "cores": os.cpu_count(),
-    }
+    probe = (  # in a child: this process stays free of torch
+        "import json, torch; from mnistcnn.engine import cpu_name; print(json.dumps({'torch': torch.__version__, "
+        "'threads': torch.get_num_threads(), 'cpu': cpu_name()}))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env
+    ).stdout
+    return {**json.loads(out), "python": platform.python_version(), "cores": os.cpu_count()}
 
 
 def summary(runs: list[dict]) -> dict:

@@ -55,6 +55,19 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what `platform` knows."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def cpu_has_fast_bf16() -> bool:
     """AMX-BF16 or AVX512-BF16: without them bf16 autocast on the CPU is emulated and several times slower."""
     return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
@@ -91,7 +104,5 @@ def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     if device.type == "cpu":
-        import platform
-
-        return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+        return f"{cpu_name()} CPU, {torch.get_num_threads()} threads"
     return device.type

@@ -193,6 +193,14 @@ def atomic(path: str | os.PathLike, hint: str = "") -> Iterator:
         raise
 
 
+def save_figure(fig, out: str | os.PathLike) -> Path:
+    """A matplotlib figure written atomically, its format from the extension (PNG without one)."""
+    out = Path(out)
+    with atomic(out) as f:
+        fig.savefig(f, format=out.suffix[1:].lower() or "png", dpi=120)
+    return out
+
+
 def write_bytes(path: str | os.PathLike, payload: bytes, hint: str = "") -> Path:
     with atomic(path, hint) as f:
         f.write(payload)

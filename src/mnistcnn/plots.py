@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mnistcnn.errors import MnistcnnError
-from mnistcnn.outputs import atomic
+from mnistcnn.outputs import save_figure
 from mnistcnn.rundir import newest_run, read_metrics
 
 
@@ -57,10 +57,7 @@ def plot_loss(metrics: Path, out: Path, log=lambda _: None) -> Path:
     _accuracy_axes(
         ax2, [r for r in records if r["type"] == "epoch"], [r for r in records if r["type"] == "test"]
     )
-    out = Path(out)
-    with atomic(out) as f:
-        fig.savefig(f, format=out.suffix[1:].lower() or "png", dpi=120)
-    return out
+    return save_figure(fig, out)
 
 
 def _loss_axes(ax1, batches: list[dict], title: str) -> None:

@@ -31,15 +31,12 @@ def _plt():
 
 def _save(fig, out: Path) -> Path:
     """Write the figure atomically (format from the extension, PNG without one); one-line error on failure."""
-    from mnistcnn.outputs import atomic
+    from mnistcnn.outputs import save_figure
 
-    out = Path(out)
     try:
-        with atomic(out) as f:
-            fig.savefig(f, format=out.suffix[1:].lower() or "png", dpi=120)
+        return save_figure(fig, out)
     finally:
         _plt().close(fig)
-    return out
 
 
 def confusion_png(matrix, out: Path, title: str = "Confusion matrix (test set)") -> Path:
