@@ -31,7 +31,10 @@ def save(path: str | os.PathLike, state: dict) -> None:
     state = {**state, "version": FORMAT_VERSION, "mnistcnn_version": __version__}
     try:
         with outputs.atomic(path, _KEPT) as f:
-            torch.save(state, f)
+            try:
+                torch.save(state, f)
+            except RuntimeError as e:  # how torch.save reports a full disk: no OSError, no errno
+                raise OSError(str(e)) from None
     except MnistcnnError as e:
         raise CheckpointError(str(e)) from None
 

@@ -83,9 +83,9 @@ def cause(e: BaseException) -> str:
     """The reason of a failed write in a few plain words."""
     if isinstance(e, OSError) and e.errno in _CAUSES:
         return _CAUSES[e.errno]
-    if isinstance(e, OSError):
+    if isinstance(e, OSError) and e.errno is not None:
         return (e.strerror or str(e) or type(e).__name__).lower()
-    text = str(e).lower()  # torch.save reports a full disk as RuntimeError("... file write failed")
+    text = str(e).lower()  # torch.save's failures carry no errno (see checkpoint.save)
     for code, words in _CAUSES.items():
         if os.strerror(code).lower() in text:
             return words
@@ -185,7 +185,7 @@ def atomic(path: str | os.PathLike, hint: str = "") -> Iterator:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except (OSError, RuntimeError) as e:
+    except OSError as e:
         _discard(tmp)
         raise write_error(path, e, hint) from None
     except BaseException:
