@@ -18,7 +18,7 @@ def resolve_metrics(target: str | Path | None, runs: str | Path = "runs") -> tup
     path, within = newest_run(runs) if target is None else Path(target), None
     if path.is_dir():
         path, within = path / "metrics.jsonl", path
-    if not path.is_file():
+    if not path.exists():  # anything else there (a FIFO, a folder) is refused by read_metrics in one line
         raise MnistcnnError(f"{path} does not exist; pass a run folder (runs/<time>) or its metrics.jsonl")
     return path, within
 

@@ -136,7 +136,10 @@ class Group(TyperGroup):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         saved = {name: _guard(name) for name in ("stdout", "stderr")}
         try:
-            code = self._main(args, prog_name, complete_var, **extra)
+            try:
+                code = self._main(args, prog_name, complete_var, **extra)
+            except OutputFailed as e:  # while printing an error line: stderr itself failed
+                code = _output_failed(e)
             try:
                 sys.stdout.flush()
                 sys.stderr.flush()
