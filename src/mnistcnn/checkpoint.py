@@ -50,7 +50,7 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", resu
                 break
         else:
             raise CheckpointError(f"{path} is a folder without last.pt or best.pt; pass a checkpoint file")
-    if not path.is_file():
+    if not path.exists():  # anything there but a regular file (a FIFO, a device) is refused by safeio
         raise CheckpointError(f"checkpoint {path} does not exist; pass RUN_DIR/last.pt or RUN_DIR/best.pt")
     try:
         f = safeio.open_read(path, within, safeio.CHECKPOINT_CAP)

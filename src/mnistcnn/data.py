@@ -69,6 +69,8 @@ def expected_sha256() -> dict[str, str]:
         raise DataError(
             f"cannot read ${ENV_SUMS} file {sums}: {e.strerror}; unset it to use MNIST's digests"
         ) from None
+    except safeio.Refused as e:
+        raise DataError(f"${ENV_SUMS} file {e}; unset it or point it at a SHA256SUMS file") from None
     except UnicodeDecodeError:
         text = None
     if text is None or "\x00" in text or len(blob) == 1 << 16:

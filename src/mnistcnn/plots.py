@@ -10,6 +10,7 @@ from pathlib import Path
 from mnistcnn.errors import MnistcnnError
 from mnistcnn.outputs import save_figure
 from mnistcnn.rundir import newest_run, read_metrics
+from mnistcnn.safeio import shown
 
 
 def resolve_metrics(target: str | Path | None, runs: str | Path = "runs") -> tuple[Path, Path | None]:
@@ -55,7 +56,7 @@ def plot_loss(metrics: Path, out: Path, log=lambda _: None, within: Path | None 
     fig = Figure(figsize=(9, 7))
     fig.subplots_adjust(left=0.09, right=0.98, top=0.95, bottom=0.075, hspace=0.3)
     ax1, ax2 = fig.subplots(2, 1, height_ratios=[3, 2])
-    _loss_axes(ax1, batches, f"Training loss — {metrics.parent.name}")
+    _loss_axes(ax1, batches, f"Training loss — {shown(metrics.parent.name)}")
     _accuracy_axes(
         ax2, [r for r in records if r["type"] == "epoch"], [r for r in records if r["type"] == "test"]
     )

@@ -60,8 +60,8 @@ class _Guarded(io.RawIOBase):
     """The descriptor under sys.stdout/sys.stderr: a failed write raises OutputFailed once, then the stream
     swallows what follows (so neither the exit's flush nor a later print can fail again)."""
 
-    def __init__(self, fd: int, name: str) -> None:
-        self.fd, self.name, self.failed = fd, name, False
+    def __init__(self, fd: int, name: str, closed: bool = False) -> None:
+        self.fd, self.name, self.failed, self.closed_at_start = fd, name, False, closed
 
     def writable(self) -> bool:
         return True
@@ -75,31 +75,53 @@ class _Guarded(io.RawIOBase):
     def write(self, data) -> int:
         if self.failed:
             return len(data)
+        if self.closed_at_start:
+            return self.fail(OSError(errno.EBADF, "the stream is closed"))
         try:
             return os.write(self.fd, data)
         except OSError as e:
-            self.failed = True
-            raise OutputFailed(self.name, e) from None
+            return self.fail(e)
+
+    def fail(self, e: OSError) -> int:
+        self.failed = True
+        raise OutputFailed(self.name, e) from None
 
 
-def _guard(name: str):
+def _guard(name: str) -> tuple[bool, object]:
     """Put a guarded stream in place of sys.<name> (a real descriptor only; a test's capture is left alone);
-    returns the stream it replaced, or None."""
+    returns (whether it did, the stream it replaced)."""
     stream = getattr(sys, name)
+    if stream is None:  # started with the descriptor closed (`>&-`): every write is the error EBADF
+        fd = 1 if name == "stdout" else 2
+        _occupy(fd)  # /dev/null there: no file opened later (a checkpoint!) can take fd 1 or 2 and get output
+        raw = _Guarded(fd, name, closed=True)
+        setattr(
+            sys, name, io.TextIOWrapper(io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace")
+        )
+        return True, None
     try:
         fd = stream.fileno()
         stream.flush()
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
-        return None
-    raw = _Guarded(fd, name)
+        return False, stream
     guarded = io.TextIOWrapper(
-        io.BufferedWriter(raw),
+        io.BufferedWriter(_Guarded(fd, name)),
         encoding=stream.encoding,
         errors="backslashreplace",  # a name that slipped past `shown` is printed escaped, not a crash
         line_buffering=stream.line_buffering,
     )
     setattr(sys, name, guarded)
-    return stream
+    return True, stream
+
+
+def _occupy(fd: int) -> None:
+    try:
+        os.fstat(fd)
+    except OSError:
+        null = os.open(os.devnull, os.O_RDWR)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
 
 
 def _output_failed(e: OutputFailed) -> int:
@@ -108,10 +130,11 @@ def _output_failed(e: OutputFailed) -> int:
     if e.stream == "stdout" and e.error.errno != errno.EPIPE:
         from mnistcnn.outputs import cause
 
+        full = e.error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
         with suppress(OutputFailed):  # stderr may be on the full disk too
             typer.echo(
-                f"error: cannot write to standard output: {cause(e.error)}; free some space or send the "
-                "output elsewhere",
+                f"error: cannot write to standard output: {cause(e.error)}; "
+                f"{'free some space or ' if full else ''}send the output elsewhere",
                 err=True,
             )
     return 2
@@ -146,9 +169,10 @@ class Group(TyperGroup):
             except OutputFailed as e:
                 code = _output_failed(e)
         finally:
-            for name, stream in saved.items():
-                if stream is not None:
-                    getattr(sys, name).flush()  # swallowed once failed
+            for name, (installed, stream) in saved.items():
+                if installed:
+                    with suppress(OutputFailed):  # a closed stream's pending bytes: already reported
+                        getattr(sys, name).flush()  # swallowed once failed
                     setattr(sys, name, stream)
         if not standalone_mode:
             return code

@@ -127,7 +127,7 @@ def predict(
     if show_input is not None:
         from mnistcnn.views import inputs_png
 
-        inputs_png(grays, found, results, [str(p) for p in paths], show_input)
+        inputs_png(grays, found, results, [shown(p) for p in paths], show_input)
     if json_out:
         keep = ("prediction", "probabilities", "text", "digits") if multi else ("prediction", "probabilities")
         rows = [{"path": str(p), **{k: r[k] for k in keep}} for p, r in zip(paths, results)]
