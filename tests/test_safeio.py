@@ -403,3 +403,37 @@ def test_a_signal_during_an_atomic_write_removes_its_temporary_file(sig, code, t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["acts.png", "mark"]  # no .acts.png.tmpPID
     assert out.read_bytes() == b"\x89PNG\r\n\x1a\n an older picture"
     assert b"Traceback" not in done.stderr
+
+
+def test_a_stdout_closed_at_start_is_one_line_exit_2(tmp_path):
+    """`mnistcnn show activations --out x.png >&-`: fd 1 is held on /dev/null (the picture cannot be opened on
+    it and receive the output), the write of `wrote ...` is the one error."""
+    env = {**os.environ, "PYTHONPATH": SRC}
+    out = tmp_path / "x.png"
+    done = subprocess.run(
+        [sys.executable, "-m", "mnistcnn", "show", "activations", "--out", str(out)],
+        stderr=subprocess.PIPE,
+        env=env,
+        timeout=60,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.decode().splitlines() == [
+        "error: cannot write to standard output: the stream is closed; send the output elsewhere"
+    ]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_predict_lines_escape_the_image_names(trained, seven_png, tmp_path):
+    odd = tmp_path / "seven\r\x1b[1A.png"
+    shutil.copy(seven_png, odd)
+    result = runner.invoke(app, ["predict", str(trained / "last.pt"), str(odd)])
+    assert result.exit_code == 0, result.output
+    (line,) = result.output.splitlines()
+    assert line.startswith(f"{tmp_path}/seven\\r\\x1b[1A.png: ") and "\x1b" not in line
+
+
+def test_a_special_sha256sums_names_the_variable(tmp_path, monkeypatch, mnist_root):
+    monkeypatch.setenv("MNISTCNN_SHA256SUMS", "/dev/zero")
+    error = one_error(runner.invoke(app, ["data", "verify", "--data-dir", str(mnist_root)]))
+    assert "$MNISTCNN_SHA256SUMS" in error and "character device" in error, error
