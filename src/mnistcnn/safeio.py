@@ -125,10 +125,13 @@ def too_large(path, size: int, cap: int) -> Refused:
 
 
 def _size(n: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+    """Binary units as the caps are set (256 MiB); exact bytes below 10 MiB (a cap + 1 byte reads as such)."""
+    if n < 10 * MiB:
+        return f"{n:,} bytes" if n % MiB else f"{n // MiB} MiB"
+    for unit, scale in (("GiB", 1 << 30), ("MiB", MiB)):
         if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} bytes"
+            return f"{n / scale:.1f} {unit}".replace(".0 ", " ")
+    return f"{n:,} bytes"  # pragma: no cover - n >= 10 MiB
 
 
 def open_in_place(path, flags: int, what: str = "write") -> int:
