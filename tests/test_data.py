@@ -203,7 +203,7 @@ def test_bad_sha256sums_file_is_one_line(tmp_path, monkeypatch, mnist_root, cont
 
 def test_sha256sums_folder_and_binary_marker(tmp_path, monkeypatch, mnist_root):
     monkeypatch.setenv(data.ENV_SUMS, str(tmp_path))
-    with pytest.raises(DataError, match="cannot read .* Is a directory"):
+    with pytest.raises(DataError, match=r"\$MNISTCNN_SHA256SUMS file .* is a folder, not a regular file"):
         data.verify(mnist_root)
     marked = tmp_path / "SUMS"  # `sha256sum -b` writes "DIGEST *NAME"; comments are skipped; hex in any case
     table = dict(reversed(line.split()) for line in (mnist_root / "SHA256SUMS").read_text().splitlines())
