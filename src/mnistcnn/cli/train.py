@@ -1,6 +1,7 @@
 """`mnistcnn train`: flags → TrainConfig → one call to `mnistcnn.train.train` → the result line.
 
-Usage: `mnistcnn train --config configs/fast.toml`, `mnistcnn train --resume runs/<time> --epochs 8`.
+Usage: `mnistcnn train --config fast` (a shipped recipe: `mnistcnn recipes`), `mnistcnn train --config my.toml`,
+`mnistcnn train --resume runs/<time> --epochs 8`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ _NOT_CONFIG = ("config", "data_dir", "run_dir", "resume")
 
 def train(
     ctx: typer.Context,
-    config: Annotated[Path | None, typer.Option(help="TOML file of TrainConfig keys (see configs/).")] = None,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME|FILE",
+            help="A shipped recipe (default, fast, lecture, ...: mnistcnn recipes) or a TOML file of "
+            "TrainConfig keys. A recipe's name wins over a file of that name here: write ./NAME for the file.",
+        ),
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the training set.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per optimizer step.")] = None,
     lr: Annotated[
@@ -62,6 +70,7 @@ def train(
     ] = None,
 ) -> None:
     """Train MyNet and write a run folder (config, metrics, checkpoints, loss plot). Ctrl-C saves and stops."""
+    from mnistcnn import recipes
     from mnistcnn.errors import Interrupted
     from mnistcnn.report import reporter_for_stdout
     from mnistcnn.resume import plan_run
@@ -69,9 +78,15 @@ def train(
 
     flags = {k: v for k, v in ctx.params.items() if k not in _NOT_CONFIG}
     cfg, run_dir, ckpt = plan_run(config, flags, run_dir, resume)
+    recipe = recipes.source(config).label if config is not None else None
+    if config is not None and recipes.shadowed(config):
+        typer.echo(
+            f"note: --config {config} is the shipped recipe; for the file here write --config ./{config}",
+            err=True,
+        )
     start = time.perf_counter()
     try:
-        result = run_training(cfg, data_dir, run_dir, reporter_for_stdout(), resume=ckpt)
+        result = run_training(cfg, data_dir, run_dir, reporter_for_stdout(), resume=ckpt, recipe=recipe)
     except Interrupted as e:
         raise _interrupted(e, data_dir) from None
     if result["is_main"]:
