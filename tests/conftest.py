@@ -101,7 +101,7 @@ def full_mnist(monkeypatch) -> Path:
 
 @pytest.fixture(scope="session")
 def fast_recipe_run(tmp_path_factory) -> tuple[Path, dict]:
-    """configs/fast.toml trained once on the full MNIST for the whole session, shared by pytest-xdist's workers
+    """The fast recipe trained once on the full MNIST for the whole session, shared by pytest-xdist's workers
     (the first to come trains under a lock, the others wait and reuse): (run folder, train's result)."""
     import fcntl
     import json
@@ -119,7 +119,7 @@ def fast_recipe_run(tmp_path_factory) -> tuple[Path, dict]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not done.exists():
             mp.delenv(data.ENV_SUMS, raising=False)
-            cfg = load_config(Path(__file__).parents[1] / "configs" / "fast.toml", {"device": "cpu"})
+            cfg = load_config("fast", {"device": "cpu"})
             with open(os.devnull, "w") as sink:
                 result = train(cfg, root, run, PlainReporter(stream=sink))
             done.write_text(json.dumps({k: v for k, v in result.items() if isinstance(v, (int, float, str))}))
