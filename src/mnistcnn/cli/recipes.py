@@ -25,7 +25,7 @@ def recipes(
     from mnistcnn.config import catalog
 
     rows = catalog()
-    width = max(len(r["name"]) for r in rows)
+    width = max((len(r["name"]) for r in rows), default=len("recipe"))
     typer.echo(f"{'recipe':<{width}}  model  epochs  batch  why")
     for r in rows:
         typer.echo(
