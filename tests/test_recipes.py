@@ -3,7 +3,10 @@ a path still works; `mnistcnn recipes` lists and prints them; config.json names 
 the README's Recipes table and measured figures agree with the recipes' own."""
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -127,6 +130,29 @@ def test_recipes_unknown_name_is_one_line():
     assert (
         result.output == "error: no recipe named 'fsat'; the recipes: default, fast, fast-gpu, lecture "
         "(mnistcnn recipes lists them)\n"
+    )
+
+
+def test_recipes_on_a_full_disk_is_one_line_and_imports_no_torch():
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    code = (
+        "import sys, runpy; sys.argv = ['mnistcnn', 'recipes']\n"
+        "try: runpy.run_module('mnistcnn', run_name='__main__')\n"
+        "except SystemExit: pass\nprint('TORCH', 'torch' in sys.modules)"
+    )
+    listing = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "fast-gpu" in listing.stdout and "TORCH False" in listing.stdout, listing.stderr
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "mnistcnn", "recipes", "fast"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "error: cannot write recipe fast to the output: No space left on device; what it holds is incomplete\n"
     )
 
 

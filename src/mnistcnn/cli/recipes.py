@@ -5,9 +5,14 @@ Usage: `mnistcnn recipes`, `mnistcnn recipes fast`, `mnistcnn recipes fast > my.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from typing import Annotated
 
 import typer
+
+from mnistcnn.errors import MnistcnnError
 
 
 def recipes(
@@ -20,7 +25,7 @@ def recipes(
     from mnistcnn import recipes as shipped
 
     if name is not None:
-        typer.echo(shipped.text(name), nl=False)
+        _write(shipped.text(name), f"recipe {name}")
         return
     from mnistcnn.config import catalog
 
@@ -31,9 +36,22 @@ def recipes(
         typer.echo(
             f"{r['name']:<{width}}  {r['model']:<5}  {r['epochs']:>6}  {r['batch_size']:>5}  {r['why']}"
         )
-        for m in r["measured"] or [{"machine": "", "figures": ""}]:
-            what = f"measured on {m['machine']}: {m['figures']}" if m["machine"] else "not measured yet"
-            typer.echo(f"{'':<{width}}    {what}")
+        figures = [f"measured on {m['machine']}: {m['figures']}" for m in r["measured"]]
+        for line in figures or ["not measured yet"]:
+            typer.echo(f"{'':<{width}}    {line}")
     typer.echo(
         "print one (to copy it): mnistcnn recipes NAME > my.toml; run one: mnistcnn train --config NAME"
     )
+
+
+def _write(text: str, what: str) -> None:
+    """`text` to stdout; a failing output (`> my.toml` on a full disk) is one line, not a traceback."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as e:
+        with contextlib.suppress(OSError, ValueError):  # nothing more reaches it, not even the flush at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise MnistcnnError(
+            f"cannot write {what} to the output: {e.strerror or e}; what it holds is incomplete"
+        ) from None
