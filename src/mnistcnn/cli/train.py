@@ -15,20 +15,22 @@ import typer
 
 from mnistcnn.cli.common import DataDir
 
+Recipe = Annotated[
+    str | None,
+    typer.Option(
+        metavar="NAME|FILE",
+        help="A shipped recipe (default, fast, lecture, ...: mnistcnn recipes) or a TOML file of TrainConfig "
+        "keys. A recipe's name wins over a file of that name here: write ./NAME for the file.",
+    ),
+]
+
 # The options that are not TrainConfig keys; every other option of `train` is one.
 _NOT_CONFIG = ("config", "data_dir", "run_dir", "resume")
 
 
 def train(
     ctx: typer.Context,
-    config: Annotated[
-        str | None,
-        typer.Option(
-            metavar="NAME|FILE",
-            help="A shipped recipe (default, fast, lecture, ...: mnistcnn recipes) or a TOML file of "
-            "TrainConfig keys. A recipe's name wins over a file of that name here: write ./NAME for the file.",
-        ),
-    ] = None,
+    config: Recipe = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the training set.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per optimizer step.")] = None,
     lr: Annotated[
@@ -70,7 +72,6 @@ def train(
     ] = None,
 ) -> None:
     """Train MyNet and write a run folder (config, metrics, checkpoints, loss plot). Ctrl-C saves and stops."""
-    from mnistcnn import recipes
     from mnistcnn.errors import Interrupted
     from mnistcnn.report import reporter_for_stdout
     from mnistcnn.resume import plan_run
@@ -78,12 +79,7 @@ def train(
 
     flags = {k: v for k, v in ctx.params.items() if k not in _NOT_CONFIG}
     cfg, run_dir, ckpt = plan_run(config, flags, run_dir, resume)
-    recipe = recipes.source(config).label if config is not None else None
-    if config is not None and recipes.shadowed(config):
-        typer.echo(
-            f"note: --config {config} is the shipped recipe; for the file here write --config ./{config}",
-            err=True,
-        )
+    recipe = _started_from(config)
     start = time.perf_counter()
     try:
         result = run_training(cfg, data_dir, run_dir, reporter_for_stdout(), resume=ckpt, recipe=recipe)
@@ -91,6 +87,20 @@ def train(
         raise _interrupted(e, data_dir) from None
     if result["is_main"]:
         _print_result(result, time.perf_counter() - start, data_dir)
+
+
+def _started_from(config: str | None) -> str | None:
+    """What config.json records as the run's recipe; a note when a file here has the recipe's name."""
+    from mnistcnn import recipes
+
+    if config is None:
+        return None
+    if recipes.shadowed(config):
+        typer.echo(
+            f"note: --config {config} is the shipped recipe; for the file here write --config ./{config}",
+            err=True,
+        )
+    return recipes.source(config).label
 
 
 def _interrupted(e, data_dir) -> typer.Exit:
