@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -47,9 +48,12 @@ def train_once(args, recipe: str, precision: str, seed: int, extra: list[str]) -
             *("--data-dir", str(args.data_dir), "--run-dir", f"{tmp}/run"),
         ]
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if proc.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
         records = [json.loads(line) for line in Path(f"{tmp}/run/metrics.jsonl").read_text().splitlines()]
@@ -60,6 +64,7 @@ def train_once(args, recipe: str, precision: str, seed: int, extra: list[str]) -
     return {
         "seed": seed,
         "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),  # less sensitive than wall time to other load on a shared machine
         "train_s": round(test["train_seconds"], 2),
         "images_per_s": round(statistics.median(r["images_per_s"] for r in epochs)),
         "test_acc": test["test_acc"],
@@ -71,6 +76,7 @@ def summarise(runs: list[dict]) -> dict:
     return {
         "runs": runs,
         "median_wall_s": statistics.median(r["wall_s"] for r in runs),
+        "median_cpu_s": statistics.median(r["cpu_s"] for r in runs),
         "median_images_per_s": statistics.median(r["images_per_s"] for r in runs),
         "test_acc": [r["test_acc"] for r in runs],
         "mean_test_acc": statistics.fmean(r["test_acc"] for r in runs),
@@ -116,7 +122,8 @@ def main() -> None:
                 runs[precision].append(train_once(args, recipe, precision, seed, extra))
                 r = runs[precision][-1]
                 print(
-                    f"  {recipe} {precision} seed {seed}: {r['wall_s']:.1f} s wall, {r['images_per_s']:,} img/s, "
+                    f"  {recipe} {precision} seed {seed}: {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU, "
+                    f"{r['images_per_s']:,} img/s, "
                     f"{100 * r['test_acc']:.2f} % (load {r['load_avg']:.1f})",
                     flush=True,
                 )
@@ -126,10 +133,11 @@ def main() -> None:
             "fp32": fp32,
             "bf16": bf16,
             "bf16_speedup_wall": fp32["median_wall_s"] / bf16["median_wall_s"],
+            "bf16_speedup_cpu": fp32["median_cpu_s"] / bf16["median_cpu_s"],
             "bf16_speedup_images_per_s": bf16["median_images_per_s"] / fp32["median_images_per_s"],
             "bf16_minus_fp32_acc_pt": 100 * (bf16["mean_test_acc"] - fp32["mean_test_acc"]),
         }
-    print(f"\n{'recipe':<10}{'precision':<10}{'wall s':>8}{'img/s':>9}  test accuracy")
+    print(f"\n{'recipe':<10}{'precision':<10}{'wall s':>8}{'CPU s':>8}{'img/s':>9}  test accuracy")
     for recipe, r in result["recipes"].items():
         for precision in ("fp32", "bf16"):
             s = r[precision]
@@ -138,7 +146,8 @@ def main() -> None:
                 f"{recipe:<10}{precision:<10}{s['median_wall_s']:>8.1f}{s['median_images_per_s']:>9,.0f}  {accs} %"
             )
         print(
-            f"{'':<10}bf16/fp32: wall {1 / r['bf16_speedup_wall']:.2f}x, images/s {r['bf16_speedup_images_per_s']:.2f}x, "
+            f"{'':<10}bf16/fp32: wall {1 / r['bf16_speedup_wall']:.2f}x, CPU {1 / r['bf16_speedup_cpu']:.2f}x, "
+            f"images/s {r['bf16_speedup_images_per_s']:.2f}x, "
             f"accuracy {r['bf16_minus_fp32_acc_pt']:+.2f} pt"
         )
     if args.out:
