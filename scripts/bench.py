@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from mnistcnn import data  # noqa: E402
 from mnistcnn.config import TrainConfig  # noqa: E402
-from mnistcnn.engine import cpu_flags, describe, resolve_device, use_channels_last  # noqa: E402
+from mnistcnn.engine import cpu_name, describe, resolve_device, simd_flags, use_channels_last  # noqa: E402
 from mnistcnn.hostalloc import tune_host_allocator  # noqa: E402
 from mnistcnn.model import MyNet  # noqa: E402
 from mnistcnn.stepper import Stepper, make_optimizer  # noqa: E402
@@ -230,10 +230,12 @@ def main() -> None:
         "device_name": describe(device),
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "cpu_flags": sorted(f for f in cpu_flags() if f.startswith(("avx", "amx"))),
+        "cpu": cpu_name(),
+        "cpu_flags": simd_flags(),
         "threads": torch.get_num_threads(),
     }
     print(f"device {result['device_name']}, torch {torch.__version__}")
+    print(f"CPU {result['cpu']}; flags {' '.join(result['cpu_flags']) or '(none of avx*/amx*)'}")
 
     lecture_runs, engine_runs = [], []
     for _ in range(args.throughput_repeats):  # alternate, so drifting machine load hits both alike

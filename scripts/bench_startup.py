@@ -94,8 +94,8 @@ def timed(cmd: list[str], src: Path = ROOT / "src") -> dict:
 
 def versions() -> dict:
     probe = (  # in a child: this process stays free of torch
-        "import json, torch; from mnistcnn.engine import cpu_name; print(json.dumps({'torch': torch.__version__, "
-        "'threads': torch.get_num_threads(), 'cpu': cpu_name()}))"
+        "import json, torch; from mnistcnn.engine import cpu_name, simd_flags; print(json.dumps({'torch': torch.__version__, "
+        "'threads': torch.get_num_threads(), 'cpu': cpu_name(), 'cpu_flags': simd_flags()}))"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     out = subprocess.run(
@@ -184,6 +184,7 @@ def main() -> None:
         f"{info['cpu']} ({info['cores']} cores), python {info['python']}, torch {info['torch']}, "
         f"{info['threads']} torch threads; {args.repeats} alternating runs"
     )
+    print(f"CPU flags: {' '.join(info['cpu_flags']) or '(none of avx*/amx*)'}")
     srcs = {"command": args.src, **({"compared": args.compare_src} if args.compare_src else {})}
     result = {
         **info,

@@ -36,6 +36,7 @@ def fixture_digests(mnist_root, monkeypatch):
     """Verify against the fixture's digests (the canonical ones are for the full MNIST)."""
     monkeypatch.setenv(data.ENV_SUMS, str(mnist_root / "SHA256SUMS"))
     monkeypatch.delenv(data.ENV_DIR, raising=False)
+    monkeypatch.delenv("MNISTCNN_CPU_BF16", raising=False)  # `auto` follows this CPU unless a test forces it
 
 
 @pytest.fixture

@@ -325,7 +325,9 @@ class Trainer:
         return result
 
     def _evaluate(self, split: epochs.Resident) -> dict:
-        return evaluate(self.model, split.x, split.y, self.cfg.eval_batch_size, self.precision, self.world)
+        # always fp32, whatever the training precision: the figure belongs to the checkpoint, and `mnistcnn eval`
+        # (fp32, same layout and batch size) must print the same one for it; bf16 logits moved it by 0.1 pt
+        return evaluate(self.model, split.x, split.y, self.cfg.eval_batch_size, "fp32", self.world)
 
     def _save(self, name: str, epoch: int, batch: int = 0, partial: dict | None = None) -> None:
         state = checkpoint.build(
