@@ -35,8 +35,7 @@ def recipe_args(recipe: str) -> list[str]:
     name = RECIPES[recipe]
     if name is None:
         return []
-    path = ROOT / "configs" / f"{name}.toml"  # a shipped recipe by name once the package holds them
-    return ["--config", str(path) if path.is_file() else name]
+    return ["--config", name]  # a shipped recipe, by name
 
 
 def train_once(args, recipe: str, precision: str, seed: int, extra: list[str]) -> dict:
