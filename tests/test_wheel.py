@@ -9,6 +9,7 @@ setuptools (the dev extra), so no network is needed. About 15 s on a 2-core mach
 
 import os
 import shutil
+import site
 import subprocess
 import sys
 import sysconfig
@@ -66,11 +67,12 @@ def installed(wheel, tmp_path_factory) -> Path:
     python = env / "bin" / "python"
     # install first: pip must not see the borrowed site-packages, where the checkout's mnistcnn is registered
     run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", wheel])
-    site = Path(
+    target = Path(
         run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
     )
-    ours = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}  # of the interpreter running the tests
-    (site / "_borrowed_dependencies.pth").write_text("".join(f"{p}\n" for p in sorted(ours)))
+    # the site-packages of the interpreter running the tests (and, for a --system-site-packages venv, the base's)
+    ours = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")} | set(site.getsitepackages())
+    (target / "_borrowed_dependencies.pth").write_text("".join(f"{p}\n" for p in sorted(ours)))
     return env / "bin"
 
 

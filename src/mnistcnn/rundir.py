@@ -1,8 +1,8 @@
 """The run folder: config.json, env.json, metrics.jsonl, last.pt, best.pt, loss.png — its lock, its identity
 (a run id in config.json and every checkpoint), and every write to it through outputs.py.
 
-Usage: `run = RunDir.create(path, recipe="fast")` (locked); `run.append({"type": "epoch", ...})`; `run.unlock()`;
-`records, skipped = read_metrics(path, skip_bad=True)`; `newest_run("runs")`.
+Usage: `run = RunDir.create(path, recipe="fast")` (locked); `run.append({"type": "epoch", ...})`;
+`run.unlock()`; `records, skipped = read_metrics(path, skip_bad=True)`; `newest_run("runs")`.
 """
 
 from __future__ import annotations
