@@ -5,8 +5,10 @@ a command; `faults.failed` says which operation failed (None: the command did fe
 
 Counted operations, only for paths under the folder: open for writing (builtins.open, io.open, hence
 Path.open/write_bytes), the first write() on each such file (a failing one writes half its bytes first, as a
-full disk does), os.open with a write flag, os.mkdir, os.fsync, os.replace and torch.save. torch.save fails the
-way it does on a full disk (RuntimeError, no errno); the others raise OSError with the armed errno.
+full disk does), os.open with a write flag, os.write and os.ftruncate on such a descriptor (the run folder's
+lock), os.mkdir, os.fsync, os.replace and torch.save. torch.save fails the way it does on a full disk
+(RuntimeError, no errno); the others raise OSError with the armed errno. `arm(n, INTERRUPT)` raises
+KeyboardInterrupt there instead: what SIGINT does at that point of a command without a handler of its own.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ CAUSES = {  # what the user must read for each injected fault
     "torch.save": "the write failed",
 }
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+INTERRUPT = "interrupt"  # arm(n, INTERRUPT): Ctrl-C at operation n
 
 
 class Faults:
@@ -52,6 +55,8 @@ class Faults:
         if self.count != self.fail_at:
             return
         self.failed = (what, path)
+        if self.err == INTERRUPT:
+            raise KeyboardInterrupt
         if what == "torch.save":
             raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 1664 vs 1558")
         raise OSError(self.err, os.strerror(self.err), path)
@@ -64,7 +69,7 @@ class Faults:
         return (match.group(1) if match else name), CAUSES["torch.save" if what == "torch.save" else self.err]
 
     def install(self, mp) -> None:
-        real_open, real_os_open = builtins.open, os.open
+        real_open, real_os_open, real_write, real_ftruncate = builtins.open, os.open, os.write, os.ftruncate
         real_mkdir, real_fsync, real_replace, real_save = os.mkdir, os.fsync, os.replace, torch.save
 
         def opener(file, mode="r", *args, **kwargs):
@@ -78,6 +83,20 @@ class Faults:
             if flags & _WRITE_FLAGS:
                 self.hit("os.open", path)
             return real_os_open(path, flags, *args, **kwargs)
+
+        def fd_path(fd):
+            try:
+                return os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                return None
+
+        def os_write(fd, data):
+            self.hit("os.write", fd_path(fd))
+            return real_write(fd, data)
+
+        def ftruncate(fd, length):
+            self.hit("os.ftruncate", fd_path(fd))
+            return real_ftruncate(fd, length)
 
         def mkdir(path, *args, **kwargs):
             self.hit("mkdir", path)
@@ -99,6 +118,8 @@ class Faults:
         mp.setattr(builtins, "open", opener)
         mp.setattr(io, "open", opener)
         mp.setattr(os, "open", os_open)
+        mp.setattr(os, "write", os_write)
+        mp.setattr(os, "ftruncate", ftruncate)
         mp.setattr(os, "mkdir", mkdir)
         mp.setattr(os, "fsync", fsync)
         mp.setattr(os, "replace", replace)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from faults import TMP, Faults
+from faults import INTERRUPT, TMP, Faults
 from typer.testing import CliRunner
 
 from mnistcnn import checkpoint, data
@@ -112,6 +112,27 @@ def walk(sandbox: Path, monkeypatch, args: list[str], changes: tuple[str, ...] =
     raise AssertionError("the command never completed")
 
 
+def walk_interrupted(sandbox: Path, monkeypatch, args: list[str]) -> int:
+    """`walk` with Ctrl-C (KeyboardInterrupt) at write N instead of an I/O error: exit 130,
+    every file the user had byte-identical, no temporary file left (outputs.atomic removes it)."""
+    faults = Faults(sandbox)
+    faults.install(monkeypatch)
+    for n in range(1, 200):
+        before = snapshot(sandbox)
+        faults.arm(n, INTERRUPT)
+        result = runner.invoke(app, [str(a) for a in args])
+        if faults.failed is None:
+            assert result.exit_code == 0, result.output
+            return n - 1
+        where = (
+            f"Ctrl-C at write {n} ({faults.failed}) of mnistcnn {' '.join(map(str, args))}:\n{result.output}"
+        )
+        assert result.exit_code == 130 and "Traceback" not in result.output, where + repr(result.exception)
+        assert snapshot(sandbox) == before, where
+        check_whole(sandbox)
+    raise AssertionError("the command never completed")
+
+
 def test_train_new_run(base, mnist_root, tmp_path, monkeypatch, quick_pictures):
     (tmp_path / "notes.txt").write_text("keep me")
     run = tmp_path / "run"
@@ -184,6 +205,23 @@ def test_picture_commands(command, base, mnist_root, tmp_path, monkeypatch, requ
     assert out.read_bytes()[:8] == OLD_PNG[:8] and out.read_bytes() != OLD_PNG
 
 
+@pytest.mark.parametrize("command", ["plot-loss", "predict-show-input", "show-activations", "failures"])
+def test_picture_commands_interrupted_at_any_write(command, base, mnist_root, tmp_path, monkeypatch, request):
+    """SIGINT (as KeyboardInterrupt) at each write: the old picture stays, no `.out.png.tmpPID` is left."""
+    if command != "plot-loss":
+        request.getfixturevalue("quick_pictures")
+    shutil.copytree(base / "run", tmp_path / "run")
+    shutil.copy(base / "seven.png", tmp_path / "seven.png")
+    out = tmp_path / "out.png"
+    out.write_bytes(OLD_PNG)
+    where = {"RUN": tmp_path / "run", "DATA": mnist_root, "SEVEN": tmp_path / "seven.png", "OUT": out}
+    args = [
+        str(where.get(a.split("/")[0], a.split("/")[0])) + a[len(a.split("/")[0]) :]
+        for a in PICTURES[command]
+    ]
+    assert walk_interrupted(tmp_path, monkeypatch, args) >= 4
+
+
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_export(fmt, base, tmp_path, monkeypatch):
     if fmt == "onnx":
@@ -193,6 +231,8 @@ def test_export(fmt, base, tmp_path, monkeypatch):
     args = ["export", tmp_path / "run" / "last.pt", "--format", fmt, "--out", out]
     assert walk(tmp_path, monkeypatch, args) == 4
     assert out.stat().st_size > 100_000
+    monkeypatch.undo()  # the first harness off; a second counts Ctrl-C at each write of a replacing export
+    assert walk_interrupted(tmp_path, monkeypatch, args) == 4
 
 
 def test_data_download(mnist_root, tmp_path_factory, tmp_path, monkeypatch):

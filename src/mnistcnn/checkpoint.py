@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from mnistcnn import __version__, outputs, schema
+from mnistcnn import __version__, outputs, safeio, schema
 from mnistcnn.errors import CheckpointError, MnistcnnError
 from mnistcnn.schema import is_int
 
@@ -42,22 +42,46 @@ def save(path: str | os.PathLike, state: dict) -> None:
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", resume: bool = False) -> dict:
     """Load a checkpoint with weights_only=True (pickled code is refused, never run) and check it against the
     schema (schema.py); `resume`: also what continuing the run needs. Any violation is one CheckpointError."""
-    path = Path(path)
-    if path.is_dir():
+    path, within = Path(path), None
+    if path.is_dir():  # a run folder: its checkpoint must lie inside it (safeio's policy for links)
         for name in ("last.pt", "best.pt"):
             if (path / name).is_file():
-                path = path / name
+                path, within = path / name, path
                 break
         else:
             raise CheckpointError(f"{path} is a folder without last.pt or best.pt; pass a checkpoint file")
-    if not path.is_file():
+    if not path.exists():  # anything there but a regular file (a FIFO, a device) is refused by safeio
         raise CheckpointError(f"checkpoint {path} does not exist; pass RUN_DIR/last.pt or RUN_DIR/best.pt")
+    try:
+        f = safeio.open_read(path, within, safeio.CHECKPOINT_CAP)
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror}") from None
+    except safeio.Refused as e:
+        raise CheckpointError(str(e)) from None
+    with f:
+        ckpt = _unpickled(f, path, map_location)
+    version = ckpt.get("version") if isinstance(ckpt, dict) else None
+    if is_int(version) and version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {version!r}, newer than this mnistcnn understands ({FORMAT_VERSION}); "
+            "upgrade mnistcnn"
+        )
+    if isinstance(ckpt, dict) and "version" in ckpt and not (is_int(version) and version >= 1):
+        raise CheckpointError(
+            f"{path} is damaged or not from this mnistcnn: version must be 1..{FORMAT_VERSION}"
+        )
+    schema.check(ckpt, path, resume)
+    return ckpt
+
+
+def _unpickled(f, path: Path, map_location):
+    """torch.load of an open checkpoint file with weights_only=True; every failure is one CheckpointError."""
     try:
         with warnings.catch_warnings():  # torch's pickle-protocol notes: the error below says it all
             warnings.simplefilter("ignore", UserWarning)
-            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+            return torch.load(f, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        if not zipfile.is_zipfile(path):
+        if not zipfile.is_zipfile(f):
             raise CheckpointError(
                 f"{path} is not a readable checkpoint (not a torch file, or truncated)"
             ) from None
@@ -71,18 +95,6 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", resu
         raise CheckpointError(
             f"{path} is not a readable checkpoint (truncated or not a torch file: {e!s:.100})"
         ) from None
-    version = ckpt.get("version") if isinstance(ckpt, dict) else None
-    if is_int(version) and version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has checkpoint format {version!r}, newer than this mnistcnn understands ({FORMAT_VERSION}); "
-            "upgrade mnistcnn"
-        )
-    if isinstance(ckpt, dict) and "version" in ckpt and not (is_int(version) and version >= 1):
-        raise CheckpointError(
-            f"{path} is damaged or not from this mnistcnn: version must be 1..{FORMAT_VERSION}"
-        )
-    schema.check(ckpt, path, resume)
-    return ckpt
 
 
 def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint"):

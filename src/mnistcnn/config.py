@@ -214,9 +214,14 @@ def _validated(values: dict, origins: dict, origin: str) -> TrainConfig:
 
 def read_toml(path: str | Path) -> dict:
     path = Path(path)
+    from mnistcnn import safeio
+
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder; pass a .toml file (see configs/)")
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
+        return tomllib.loads(safeio.read_capped(path, safeio.CONFIG_CAP).decode("utf-8"))
+    except safeio.Refused as e:
+        raise ConfigError(f"config file {e}") from None
     except FileNotFoundError:
         raise ConfigError(_missing(path)) from None
     except IsADirectoryError:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mnistcnn import safeio
 from mnistcnn.errors import DataError
 
 DEFAULT_DIR = "data"
@@ -61,13 +62,15 @@ def expected_sha256() -> dict[str, str]:
     if not sums:
         return CANONICAL_SHA256
     try:
-        with open(sums, "rb") as f:
+        with safeio.open_read(sums) as f:  # a regular file (a FIFO cannot hang it)
             blob = f.read(1 << 16)  # four lines of `DIGEST  NAME`; a larger file is not a SHA256SUMS
         text = blob.decode("utf-8")
     except OSError as e:
         raise DataError(
             f"cannot read ${ENV_SUMS} file {sums}: {e.strerror}; unset it to use MNIST's digests"
         ) from None
+    except safeio.Refused as e:
+        raise DataError(f"${ENV_SUMS} file {e}; unset it or point it at a SHA256SUMS file") from None
     except UnicodeDecodeError:
         text = None
     if text is None or "\x00" in text or len(blob) == 1 << 16:
@@ -90,7 +93,7 @@ def expected_sha256() -> dict[str, str]:
 
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
-    with path.open("rb") as f:
+    with safeio.open_read(path) as f:  # streamed; a link to /dev/zero is refused, not hashed for ever
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -159,7 +162,7 @@ def _stamp_holds(root: Path, expected: dict[str, str]) -> bool:
     stamp = raw_dir(root) / STAMP
     try:
         stamped_at = stamp.stat().st_mtime_ns
-        files = json.loads(stamp.read_text())["files"]
+        files = json.loads(safeio.read_capped(stamp, safeio.CONFIG_CAP))["files"]
         for name in FILES:
             marks = _file_marks(raw_dir(root) / name)
             # a change in the same clock tick as the stamp leaves equal times ("racy git"): trust only older files
@@ -167,7 +170,7 @@ def _stamp_holds(root: Path, expected: dict[str, str]) -> bool:
                 return False
             if files[name] != {**marks, "sha256": expected[name]}:
                 return False
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, safeio.Refused):
         return False
     return True
 
@@ -325,7 +328,7 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     ndim = magic % 256
     head = 4 + 4 * ndim
     try:
-        with path.open("rb") as f:
+        with safeio.open_read(path) as f:
             header = f.read(head)
             if len(header) < head or struct.unpack(">I", header[:4])[0] != magic:
                 raise DataError(

@@ -14,13 +14,18 @@ from __future__ import annotations
 import errno
 import math
 import os
+import signal
+import stat
+import threading
 import zipfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from mnistcnn import safeio
 from mnistcnn.errors import MnistcnnError
+from mnistcnn.safeio import shown
 
 LOCK = ".mnistcnn.lock"  # flock'ed by the train/resume that owns a run folder; holds its pid
 RUN_FILES = ("config.json", "env.json", "metrics.jsonl", "last.pt", "best.pt", LOCK)
@@ -55,18 +60,15 @@ class Kind:
 
     def holds(self, path: Path) -> bool:
         try:
-            with open(path, "rb") as f:
+            with safeio.open_read(path) as f:
                 head = f.read(16)
-        except OSError:
+                if any(head.startswith(s) for s in self.signatures):
+                    return True
+                if self.zip_member and zipfile.is_zipfile(f):
+                    with zipfile.ZipFile(f) as z:
+                        return any(n.endswith(self.zip_member) for n in z.namelist())
+        except (OSError, MnistcnnError, zipfile.BadZipFile):
             return False
-        if any(head.startswith(s) for s in self.signatures):
-            return True
-        if self.zip_member and zipfile.is_zipfile(path):
-            try:
-                with zipfile.ZipFile(path) as z:
-                    return any(n.endswith(self.zip_member) for n in z.namelist())
-            except (OSError, zipfile.BadZipFile):
-                return False
         return False
 
 
@@ -93,7 +95,7 @@ def cause(e: BaseException) -> str:
 
 
 def write_error(path: Path, e: BaseException, hint: str = "") -> MnistcnnError:
-    return MnistcnnError(f"cannot write {path}: {cause(e)}{'; ' + hint if hint else ''}")
+    return MnistcnnError(f"cannot write {shown(path)}: {cause(e)}{'; ' + hint if hint else ''}")
 
 
 def check_output(
@@ -123,6 +125,7 @@ def check_output(
             f"{option} {path}: unknown extension {path.suffix!r} for {kind.name}; use {', '.join(kind.suffixes)}"
         )
     _check_folder(path, option)
+    _check_regular(path, option)
     if path.exists() and not force and not kind.holds(path):
         raise MnistcnnError(
             f"{option} {path} exists and is not {kind.name}; choose another name or pass --force to replace it"
@@ -171,26 +174,79 @@ def _check_folder(path: Path, option: str) -> None:
         raise MnistcnnError(f"{option} {path}: folder {folder} is not writable; choose another place")
 
 
+def _check_regular(path: Path, option: str) -> None:
+    """An existing output that is a FIFO, a device or a socket is never opened (a FIFO would hang) or replaced."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        raise MnistcnnError(f"{option} {path} exists and is not a regular file; choose another name")
+
+
 @contextmanager
 def atomic(path: str | os.PathLike, hint: str = "") -> Iterator:
     """A binary file object whose bytes replace `path` only when the block ends without error: written to a
-    temporary file beside it, fsync'ed, then moved into place. Any failure leaves the old file (or none) and
-    becomes one MnistcnnError naming `path` and the cause; a signal meanwhile only sets a flag (see resume.py),
-    so the write in progress always completes or rolls back."""
+    temporary file beside it (created new: O_EXCL never follows a link planted there), fsync'ed, then moved
+    into place (a link at `path` is replaced, never written through). Any failure leaves the old file (or
+    none) and becomes one MnistcnnError naming `path` and the cause. A signal meanwhile: where a handler of the
+    program's own only sets a flag (training, see resume.py), the write completes; where SIGTERM/SIGHUP would
+    kill at once, the write is rolled back first (`_rolled_back_on_signal`); SIGINT's KeyboardInterrupt too."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with _rolled_back_on_signal():
+        try:
+            with _create(tmp) as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as e:
+            _discard(tmp)
+            raise write_error(path, e, hint) from None
+        except BaseException:
+            _discard(tmp)
+            raise
+
+
+def _create(tmp: Path):
     try:
-        with open(tmp, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        _discard(tmp)
-        raise write_error(path, e, hint) from None
-    except BaseException:
-        _discard(tmp)
-        raise
+        return open(tmp, "xb")
+    except FileExistsError:  # left by a killed process with our pid, or a link planted there: gone, then anew
+        tmp.unlink()
+        return open(tmp, "xb")
+
+
+class _Signalled(BaseException):
+    """Raised inside an atomic write by a signal whose default action would kill the process mid-write."""
+
+
+_FATAL = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+@contextmanager
+def _rolled_back_on_signal() -> Iterator[None]:
+    """SIGTERM/SIGHUP left at their default action raise `_Signalled` in the write instead (it removes its
+    temporary file); then the signal is sent again with the default action: the process ends as it would have
+    (exit 143 for SIGTERM), its temporary file gone. Only the main thread can set handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+
+    def handler(signum, frame):
+        caught.append(signum)
+        if len(caught) == 1:  # a second signal during the roll-back only waits for it
+            raise _Signalled(signum)
+
+    saved = {s: signal.signal(s, handler) for s in _FATAL if signal.getsignal(s) == signal.SIG_DFL}
+    try:
+        yield
+    finally:
+        for s, old in saved.items():
+            signal.signal(s, old)
+        if caught:
+            os.kill(os.getpid(), caught[0])
 
 
 def save_figure(fig, out: str | os.PathLike) -> Path:
@@ -210,18 +266,20 @@ def write_bytes(path: str | os.PathLike, payload: bytes, hint: str = "") -> Path
 def append_bytes(path: str | os.PathLike, payload: bytes, hint: str = "") -> None:
     """Append whole lines or nothing: a failed write is cut back to the previous end (no torn record)."""
     path = Path(path)
-    end = None
-    try:
-        with open(path, "ab", buffering=0) as f:
-            end = f.seek(0, os.SEEK_END)
+    try:  # in place: never through a link, never into a FIFO or a file shared by a hard link
+        f = open(path, "ab", buffering=0, opener=safeio.no_follow_opener("append to"))  # noqa: SIM115
+    except OSError as e:
+        raise write_error(path, e, hint) from None
+    with f:
+        end = f.seek(0, os.SEEK_END)
+        try:
             view = memoryview(payload)
             while view:
                 view = view[f.write(view) :]
-    except OSError as e:
-        if end is not None:
+        except OSError as e:
             with suppress(OSError):  # if even this fails, the reader skips a torn last line
-                os.truncate(path, end)
-        raise write_error(path, e, hint) from None
+                os.ftruncate(f.fileno(), end)
+            raise write_error(path, e, hint) from None
 
 
 def _discard(tmp: Path) -> None:

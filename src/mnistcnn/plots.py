@@ -10,16 +10,18 @@ from pathlib import Path
 from mnistcnn.errors import MnistcnnError
 from mnistcnn.outputs import save_figure
 from mnistcnn.rundir import newest_run, read_metrics
+from mnistcnn.safeio import shown
 
 
-def resolve_metrics(target: str | Path | None, runs: str | Path = "runs") -> Path:
-    """A run folder, a metrics.jsonl, or None for the newest run under `runs/`."""
-    path = newest_run(runs) if target is None else Path(target)
+def resolve_metrics(target: str | Path | None, runs: str | Path = "runs") -> tuple[Path, Path | None]:
+    """(metrics.jsonl, the run folder it must lie inside or None) of a run folder, a metrics.jsonl named
+    outright (it may be a link: the user chose it), or None for the newest run under `runs/`."""
+    path, within = newest_run(runs) if target is None else Path(target), None
     if path.is_dir():
-        path = path / "metrics.jsonl"
-    if not path.is_file():
+        path, within = path / "metrics.jsonl", path
+    if not path.exists():  # anything else there (a FIFO, a folder) is refused by read_metrics in one line
         raise MnistcnnError(f"{path} does not exist; pass a run folder (runs/<time>) or its metrics.jsonl")
-    return path
+    return path, within
 
 
 def _moving_average(values: list[float], window: int) -> list[float]:
@@ -32,16 +34,17 @@ def _moving_average(values: list[float], window: int) -> list[float]:
     return out
 
 
-def plot_loss(metrics: Path, out: Path, log=lambda _: None) -> Path:
+def plot_loss(metrics: Path, out: Path, log=lambda _: None, within: Path | None = None) -> Path:
     """Batch loss (faint) with its moving average and epoch boundaries; accuracy per epoch below.
 
     Lines that are not valid records (not UTF-8, not JSON, missing keys, wrong types) are skipped and counted
-    through `log`; the picture is written atomically (the old one stays if the write fails)."""
+    through `log`; the picture is written atomically (the old one stays if the write fails). `within`: the run
+    folder the user named, which the file must lie inside (safeio's policy for links)."""
     # A bare Figure (no pyplot) with fixed margins: pyplot's import and the constrained layout cost ~1.5 s of
     # every training command's end on the 2-core test machine; this draws the same picture in ~0.5 s.
     from matplotlib.figure import Figure
 
-    records, skipped = read_metrics(metrics, skip_bad=True)
+    records, skipped = read_metrics(metrics, skip_bad=True, within=within)
     if skipped:
         log(f"skipped {skipped} line{'s' if skipped > 1 else ''} of {metrics} that are not mnistcnn records")
     batches = [r for r in records if r["type"] == "batch"]
@@ -53,7 +56,7 @@ def plot_loss(metrics: Path, out: Path, log=lambda _: None) -> Path:
     fig = Figure(figsize=(9, 7))
     fig.subplots_adjust(left=0.09, right=0.98, top=0.95, bottom=0.075, hspace=0.3)
     ax1, ax2 = fig.subplots(2, 1, height_ratios=[3, 2])
-    _loss_axes(ax1, batches, f"Training loss — {metrics.parent.name}")
+    _loss_axes(ax1, batches, f"Training loss — {shown(metrics.parent.name)}")
     _accuracy_axes(
         ax2, [r for r in records if r["type"] == "epoch"], [r for r in records if r["type"] == "test"]
     )

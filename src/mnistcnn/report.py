@@ -16,6 +16,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from mnistcnn.safeio import shown
+
 
 class Reporter(Protocol):
     def log(self, text: str) -> None: ...
@@ -48,7 +50,7 @@ class PlainReporter:
         self.last = 0.0
 
     def log(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        print(shown(text), file=self.stream, flush=True)  # a run folder's name cannot drive the terminal
 
     def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
         self.epoch, self.epochs, self.steps, self.last = epoch, epochs, steps, time.monotonic()
@@ -74,7 +76,7 @@ class RichReporter(PlainReporter):
         self.progress: Progress | None = None
 
     def log(self, text: str) -> None:
-        self.console.print(text, highlight=False)
+        self.console.print(shown(text), highlight=False, markup=False)
 
     def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
         self.progress = Progress(

@@ -14,11 +14,13 @@ import platform
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
-from mnistcnn import outputs
+from mnistcnn import outputs, safeio
 from mnistcnn.errors import MnistcnnError
 from mnistcnn.outputs import LOCK, is_run_dir
+from mnistcnn.safeio import shown
 
 _HINT = "free some space or fix the folder; the previous checkpoints are untouched"
 
@@ -83,26 +85,31 @@ class RunDir:
         try:
             run.run_id = identity(run.path, ckpt)
             run.started_from = started_from(run.path)
-            metrics = read_metrics(run.metrics_path, skip_bad=True)[0] if run.metrics_path.is_file() else None
-            if metrics is not None:
-                keep = [
-                    r
-                    for r in metrics
-                    if (r["type"] == "batch" and r["step"] <= ckpt["step"])
-                    or (r["type"] == "epoch" and r["epoch"] <= ckpt["epoch"])
-                ]
-                payload = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in keep)
-                outputs.write_bytes(run.metrics_path, payload.encode(), _HINT)
+            if run.metrics_path.is_file():
+                run._cut_back(ckpt)
         except MnistcnnError:  # nothing of this run is held when its folder cannot be taken up again
             run.unlock()
             raise
         return run
 
+    def _cut_back(self, ckpt: dict) -> None:
+        """metrics.jsonl rewritten with only the records `ckpt` has seen, streamed (any size, bounded memory)."""
+        with (
+            safeio.open_read(self.metrics_path, within=self.path, cap=safeio.METRICS_CAP) as src,
+            outputs.atomic(self.metrics_path, _HINT) as dst,
+        ):
+            for r, _torn in records_of(src):
+                if r is not None and (
+                    (r["type"] == "batch" and r["step"] <= ckpt["step"])
+                    or (r["type"] == "epoch" and r["epoch"] <= ckpt["epoch"])
+                ):
+                    dst.write((json.dumps(r, separators=(",", ":")) + "\n").encode())
+
     def lock(self) -> None:
         """Own the folder until `unlock` or the process ends (the kernel drops a flock of a dead process)."""
         lock = self.path / LOCK
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # changed in place (truncated, our pid written): never through a link out of the folder
+            fd = safeio.open_in_place(lock, os.O_RDWR | os.O_CREAT, "lock")
         except OSError as e:
             raise outputs.write_error(lock, e, "choose a writable run folder") from None
         try:
@@ -111,7 +118,7 @@ class RunDir:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise MnistcnnError(
-                f"{self.path} is in use by another mnistcnn train (pid {holder}); wait for it to finish"
+                f"{shown(self.path)} is in use by another mnistcnn train (pid {holder}); wait for it to finish"
             ) from None
         try:
             os.ftruncate(fd, 0)
@@ -153,7 +160,7 @@ def identity(folder: Path, ckpt: dict) -> str:
     if not config.is_file():
         return theirs if isinstance(theirs, str) else uuid.uuid4().hex
     try:
-        saved = json.loads(config.read_bytes())
+        saved = json.loads(safeio.read_capped(config, safeio.CONFIG_CAP, within=folder))
     except (OSError, ValueError) as e:
         raise MnistcnnError(
             f"{config} is unreadable ({e!s:.80}); this run folder cannot be resumed safely"
@@ -192,26 +199,38 @@ def _recipe(config) -> dict | None:
     return {k: v for k, v in config.items() if k not in ENGINE_KEYS} if isinstance(config, dict) else None
 
 
-def read_metrics(path: Path, skip_bad: bool = False) -> tuple[list[dict], int]:
-    """(records, lines skipped) of a metrics.jsonl: a torn last line (killed mid-write) is always skipped;
-    other bad lines (not UTF-8, not JSON, missing keys, wrong types) raise unless `skip_bad`."""
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise MnistcnnError(f"cannot read {path}: {e.strerror}") from None
-    lines = raw.splitlines()
+def read_metrics(path: Path, skip_bad: bool = False, within: Path | None = None) -> tuple[list[dict], int]:
+    """(records, lines skipped) of a metrics.jsonl (inside the folder `within` when given, at most METRICS_CAP
+    bytes, streamed): a torn last line (killed mid-write) is always skipped; other bad lines (not UTF-8, not
+    JSON, missing keys, wrong types, longer than any record) raise unless `skip_bad`."""
     records, skipped = [], 0
-    for i, line in enumerate(lines):
-        rec = parse_record(line)
-        if rec is not None:
-            records.append(rec)
-        elif i == len(lines) - 1 and not raw.endswith(b"\n"):
-            continue  # torn by a kill mid-write
-        elif skip_bad:
-            skipped += 1
-        else:
-            raise MnistcnnError(f"{path} line {i + 1} is not an mnistcnn metrics record")
+    try:
+        with safeio.open_read(path, within, safeio.METRICS_CAP) as f:
+            for i, (rec, torn) in enumerate(records_of(f)):
+                if rec is not None:
+                    records.append(rec)
+                elif torn:
+                    continue  # torn by a kill mid-write
+                elif skip_bad:
+                    skipped += 1
+                else:
+                    raise MnistcnnError(f"{shown(path)} line {i + 1} is not an mnistcnn metrics record")
+    except OSError as e:
+        raise MnistcnnError(f"cannot read {shown(path)}: {e.strerror}") from None
     return records, skipped
+
+
+def records_of(f) -> Iterator[tuple[dict | None, bool]]:
+    """(record or None, torn) for each line of a binary file, one line in memory at a time; `torn`: the last
+    line, without its newline. A line longer than LINE_CAP is no record (it is skipped over, not held)."""
+    cap = safeio.LINE_CAP
+    while line := f.readline(cap + 1):
+        if len(line) > cap and not line.endswith(b"\n"):
+            while (more := f.readline(cap + 1)) and not more.endswith(b"\n"):
+                pass
+            yield None, False
+            continue
+        yield parse_record(line), not line.endswith(b"\n")
 
 
 _NUMBER = (int, float)
@@ -226,8 +245,11 @@ _OPTIONAL = {"val_acc": _NUMBER, "val_loss": _NUMBER, "train_loss": _NUMBER, "lr
 def parse_record(line: bytes) -> dict | None:
     """One valid record, or None."""
     try:
-        rec = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        text = line.decode("utf-8")
+        rec = json.loads(text)
+        if "\\u" in text:  # an escaped lone surrogate would make every JSON answer holding it fail
+            json.dumps(rec, ensure_ascii=False).encode("utf-8")
+    except (UnicodeError, ValueError, RecursionError):
         return None
     if not isinstance(rec, dict) or rec.get("type") not in _SCHEMA:
         return None

@@ -5,9 +5,7 @@ Usage: `mnistcnn data download --data-dir data`, `mnistcnn data verify --data-di
 
 from __future__ import annotations
 
-import typer
-
-from mnistcnn.cli.common import DataDir, sub_app
+from mnistcnn.cli.common import DataDir, say, sub_app
 
 data_app = sub_app("Get and check the MNIST files.")
 
@@ -18,8 +16,8 @@ def download(data_dir: DataDir = None) -> None:
     from mnistcnn import data
 
     root = data.resolve_data_dir(data_dir)
-    source = data.ensure_mnist(root, typer.echo)
-    typer.echo(f"MNIST ok in {data.raw_dir(root)} (source: {source})")
+    source = data.ensure_mnist(root, say)
+    say(f"MNIST ok in {data.raw_dir(root)} (source: {source})")
 
 
 @data_app.command("verify")
@@ -29,4 +27,4 @@ def verify(data_dir: DataDir = None) -> None:
 
     root = data.resolve_data_dir(data_dir)
     data.verify(root)
-    typer.echo(f"MNIST ok in {data.raw_dir(root)}: {len(data.FILES)} files match their sha256")
+    say(f"MNIST ok in {data.raw_dir(root)}: {len(data.FILES)} files match their sha256")

@@ -12,8 +12,9 @@ from typing import Annotated
 
 import typer
 
-from mnistcnn.cli.common import Checkpoint, DataDir, Device, fail, sub_app
+from mnistcnn.cli.common import Checkpoint, DataDir, Device, fail, say, sub_app
 from mnistcnn.outputs import json_safe
+from mnistcnn.safeio import shown
 
 Out = Annotated[Path, typer.Option(help="Picture to write (.png, .svg, .pdf, .jpg; no extension: .png).")]
 Force = Annotated[
@@ -47,7 +48,7 @@ def eval_(
 
     if confusion is not None:
         confusion = _picture(confusion, "--confusion", [checkpoint], force)
-    log = (lambda m: typer.echo(m, err=True)) if json_out else typer.echo
+    log = (lambda m: say(m, err=True)) if json_out else say
     m = evaluate_checkpoint(checkpoint, data_dir, device, batch_size, log=log)
     if confusion is not None:
         from mnistcnn.views import confusion_png
@@ -65,7 +66,7 @@ def _print_eval(m: dict, checkpoint: Path) -> None:
     from rich.table import Table
 
     console = Console()
-    console.print(f"per-class accuracy of {checkpoint}", highlight=False, soft_wrap=True)
+    console.print(f"per-class accuracy of {shown(checkpoint)}", highlight=False, markup=False, soft_wrap=True)
     table = Table()
     for name in ("digit", "images", "correct", "accuracy"):
         table.add_column(name, justify="right")
@@ -91,9 +92,9 @@ def plot_loss(
     from mnistcnn.plots import plot_loss as draw
     from mnistcnn.plots import resolve_metrics
 
-    metrics = resolve_metrics(target)
+    metrics, within = resolve_metrics(target)
     out = _picture(out or metrics.parent / "loss.png", "--out", [metrics], force)
-    typer.echo(f"wrote {draw(metrics, out, log=typer.echo)}")
+    say(f"wrote {draw(metrics, out, log=say, within=within)}")
 
 
 def predict(
@@ -131,7 +132,7 @@ def predict(
     if show_input is not None:
         from mnistcnn.views import inputs_png
 
-        inputs_png(grays, found, results, [str(p) for p in paths], show_input)
+        inputs_png(grays, found, results, [shown(p) for p in paths], show_input)
     if json_out:
         keep = ("prediction", "probabilities", "text", "digits") if multi else ("prediction", "probabilities")
         rows = [{"path": str(p), **{k: r[k] for k in keep}} for p, r in zip(paths, results)]
@@ -140,12 +141,12 @@ def predict(
     for p, r in zip(paths, results):
         if multi:
             each = ", ".join(f"{d['prediction']} {max(d['probabilities']):.1%}" for d in r["digits"])
-            typer.echo(f"{p}: {r['text']} ({each})")
+            say(f"{p}: {r['text']} ({each})")
         else:
             q = np.asarray(r["probabilities"])
-            typer.echo(f"{p}: " + ", ".join(f"{d} ({q[d]:.1%})" for d in np.argsort(-q)[:top_k]))
+            say(f"{p}: " + ", ".join(f"{d} ({q[d]:.1%})" for d in np.argsort(-q)[:top_k]))
     if show_input is not None:
-        typer.echo(f"wrote {show_input}")
+        say(f"wrote {show_input}")
 
 
 def failures(
@@ -165,13 +166,13 @@ def failures(
         raise fail(f"--n must be > 0; got {n}")
     out = _picture(out, "--out", [checkpoint], force)
     ckpt, model = load_model(checkpoint, device)
-    p = predict_test_set(ckpt, model, data_dir, log=typer.echo)
+    p = predict_test_set(ckpt, model, data_dir, log=say)
     wrong = p["pred"] != p["labels"]
     if not wrong.any():
-        typer.echo("no misclassified test digit: nothing to draw")
+        say("no misclassified test digit: nothing to draw")
         return
     failures_png(p["images"][wrong], p["labels"][wrong], p["pred"][wrong], p["conf"][wrong], out, n)
-    typer.echo(f"{int(wrong.sum())} of {len(wrong)} test digits misclassified; wrote {out}")
+    say(f"{int(wrong.sum())} of {len(wrong)} test digits misclassified; wrote {out}")
 
 
 show_app = sub_app("The lecture's pictures: filters, feature maps, kernels, activations.")
@@ -185,7 +186,7 @@ def show_filters(checkpoint: Checkpoint, out: Out = Path("filters.png"), force: 
 
     out = _picture(out, "--out", [checkpoint], force)
     _, model = load_model(checkpoint)
-    typer.echo(f"wrote {filters_png(model.conv1.weight.detach().numpy(), out)}")
+    say(f"wrote {filters_png(model.conv1.weight.detach().numpy(), out)}")
 
 
 @show_app.command("features")
@@ -204,8 +205,8 @@ def show_features(
 
     out = _picture(out, "--out", [checkpoint, image], force)
     ckpt, model = load_model(checkpoint)
-    digit, label = digit_from(index, image, data_dir, typer.echo)
-    typer.echo(f"wrote {features_png(digit, *feature_maps(ckpt, model, digit), out, label)}")
+    digit, label = digit_from(index, image, data_dir, say)
+    say(f"wrote {features_png(digit, *feature_maps(ckpt, model, digit), out, label)}")
 
 
 @show_app.command("kernels")
@@ -221,8 +222,8 @@ def show_kernels(
     from mnistcnn.views import kernels_png
 
     out = _picture(out, "--out", [image], force)
-    digit, _ = digit_from(index, image, data_dir, typer.echo)
-    typer.echo(f"wrote {kernels_png(digit, out)}")
+    digit, _ = digit_from(index, image, data_dir, say)
+    say(f"wrote {kernels_png(digit, out)}")
 
 
 @show_app.command("activations")
@@ -231,7 +232,7 @@ def show_activations(out: Out = Path("activations.png"), force: Force = False) -
     from mnistcnn.views import activations_png
 
     out = _picture(out, "--out", [], force)
-    typer.echo(f"wrote {activations_png(out)}")
+    say(f"wrote {activations_png(out)}")
 
 
 def summary(
@@ -281,7 +282,7 @@ def export(
     out = check_output(out or Path("mynet" + kind.suffixes[0]), kind, "--out", [checkpoint], force)
     ckpt, model = load_model(checkpoint)
     mean, std = normalization(ckpt)
-    typer.echo(f"wrote {do_export(ckpt, model, format, out)} (input = (pixels/255 - {mean:g}) / {std:g})")
+    say(f"wrote {do_export(ckpt, model, format, out)} (input = (pixels/255 - {mean:g}) / {std:g})")
 
 
 def _picture(path: Path, option: str, inputs: list, force: bool, folders: bool = False) -> Path:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from mnistcnn.cli.common import DataDir, Device
+from mnistcnn.cli.common import DataDir, Device, say
 
 
 def serve(
@@ -34,4 +34,4 @@ def serve(
     test accuracy, confusion and failures; the runs with their loss curves, live while they train. Ctrl-C stops."""
     from mnistcnn.serve.server import serve as run_server
 
-    run_server(target, host, port, device, data_dir, typer.echo, lambda m: typer.echo(m, err=True))
+    run_server(target, host, port, device, data_dir, say, lambda m: say(m, err=True))

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from mnistcnn.cli.common import DataDir
+from mnistcnn.cli.common import DataDir, say
 
 Recipe = Annotated[
     str | None,
@@ -107,13 +107,13 @@ def _interrupted(e, data_dir) -> typer.Exit:
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         last, data = Path(e.run_dir) / "last.pt", f" --data-dir {data_dir}" if data_dir else ""
         if e.finished:  # the signal came during the final evaluation, save or plot
-            typer.echo(
+            say(
                 f"interrupted after the last epoch: {last} holds the trained model; "
                 f"its test accuracy: mnistcnn eval {last}{data}",
                 err=True,
             )
         else:
-            typer.echo(
+            say(
                 f"interrupted: saved {last}; continue with: mnistcnn train --resume {e.run_dir}{data}",
                 err=True,
             )
@@ -123,13 +123,13 @@ def _interrupted(e, data_dir) -> typer.Exit:
 def _print_result(result: dict, seconds: float, data_dir) -> None:
     run = Path(result["run_dir"])
     data = f" --data-dir {data_dir}" if data_dir else ""
-    typer.echo(
+    say(
         f"test accuracy {100 * result['test_acc']:.2f} % (loss {result['test_loss']:.4f}) on {result['n']} "
         f"images; {seconds:.1f} s on {result['device']} ({result['precision']})"
     )
-    typer.echo(f"run folder: {run}")
-    typer.echo(f"wrote: {run / 'last.pt'}, {run / 'best.pt'}, {run / 'metrics.jsonl'}, {run / 'loss.png'}")
-    typer.echo("next:")
-    typer.echo(f"  mnistcnn eval {run / 'last.pt'}{data}")
-    typer.echo(f"  mnistcnn failures {run / 'last.pt'}{data} --out failures.png")
-    typer.echo(f"  mnistcnn predict {run / 'last.pt'} my_digit.png --show-input seen.png")
+    say(f"run folder: {run}")
+    say(f"wrote: {run / 'last.pt'}, {run / 'best.pt'}, {run / 'metrics.jsonl'}, {run / 'loss.png'}")
+    say("next:")
+    say(f"  mnistcnn eval {run / 'last.pt'}{data}")
+    say(f"  mnistcnn failures {run / 'last.pt'}{data} --out failures.png")
+    say(f"  mnistcnn predict {run / 'last.pt'} my_digit.png --show-input seen.png")

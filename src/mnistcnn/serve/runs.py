@@ -1,22 +1,30 @@
 """What the server may read: the checkpoint, run folder or runs folder it was given, and nothing else.
 
 Usage: `source = Source.resolve(Path("runs"))`; `source.run("20261128-081500")`; `read_after(path, offset)`.
-Run names from a request are looked up in a fresh listing of the folder, never joined into a path.
+Run names from a request are looked up in a fresh listing of the folder, never joined into a path. The files
+follow safeio's policy: a run folder, and each file read in it, must lie inside the served folder once links are
+resolved; only regular files are opened; the listing reads the tail of metrics.jsonl, a poll one chunk of it.
+A name that is not UTF-8 (or holds control characters) is listed, and looked up, in its escaped form.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mnistcnn import safeio
 from mnistcnn.errors import MnistcnnError
 from mnistcnn.outputs import is_run_dir
-from mnistcnn.rundir import parse_record, read_metrics
+from mnistcnn.rundir import parse_record
+from mnistcnn.safeio import shown
 
 CHECKPOINTS = ("last.pt", "best.pt")  # checkpoint.load's order for a run folder
 MAX_RECORDS = 20_000  # per metrics answer; the page asks again from the returned offset
+CHUNK = 8 * safeio.MiB  # of metrics.jsonl read per poll
+TAIL, SCAN = safeio.MiB, 16 * safeio.MiB  # the listing reads the tail back to the last epoch record, so far
 
 
 class NotFound(MnistcnnError):
@@ -24,7 +32,9 @@ class NotFound(MnistcnnError):
 
 
 def checkpoint_in(run: Path) -> Path | None:
-    return next((run / n for n in CHECKPOINTS if (run / n).is_file()), None)
+    """The run's checkpoint file, resolved, if it has one; Refused when it is a link out of the run folder."""
+    path = next((run / n for n in CHECKPOINTS if (run / n).is_file()), None)
+    return None if path is None else safeio.inside(path, run)
 
 
 @dataclass
@@ -51,8 +61,12 @@ class Source:
         if root is None or not root.is_dir():
             return {}
         if is_run_dir(root):
-            return {root.name: root}
-        return {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and is_run_dir(p)}
+            return {shown(root.name): root}
+        found: dict[str, Path] = {}
+        for p in sorted(root.iterdir()):
+            if p.is_dir() and is_run_dir(p) and _inside(p, root):
+                found.setdefault(shown(p.name), p)  # two names escaping alike: the first is served
+        return found
 
     def run(self, name: str) -> Path:
         path = self.runs().get(name)
@@ -68,8 +82,8 @@ class Source:
                 raise NotFound(f"run {run!r} has no checkpoint yet (it appears after its first epoch)")
             return run, path
         if self.fixed is not None:
-            return self.fixed.name, self.fixed
-        found = [(p, c) for p in self.runs().values() if (c := checkpoint_in(p))]
+            return shown(self.fixed.name), self.fixed
+        found = [(p, c) for p in self.runs().values() if (c := _checkpoint_or_none(p))]
         if not found:
             where = f"{self.root}/" if self.root else "the given folder"
             raise NotFound(
@@ -77,7 +91,22 @@ class Source:
                 "RUN_DIR`), then reload this page"
             )
         run_dir, path = max(found, key=lambda pc: _mtime(pc[0] / "metrics.jsonl", pc[1]))
-        return run_dir.name, path
+        return shown(run_dir.name), path
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        safeio.inside(path, root)
+    except safeio.Refused:
+        return False
+    return True
+
+
+def _checkpoint_or_none(run: Path) -> Path | None:
+    try:
+        return checkpoint_in(run)
+    except safeio.Refused:
+        return None
 
 
 def _mtime(*paths: Path) -> float:
@@ -85,55 +114,90 @@ def _mtime(*paths: Path) -> float:
 
 
 def describe(name: str, run: Path) -> dict:
-    """A run's row in the listing: its config, epochs done, final test accuracy, whether it is training."""
-    config = _json(run / "config.json")
-    metrics = run / "metrics.jsonl"
-    try:
-        records = read_metrics(metrics, skip_bad=True)[0] if metrics.is_file() else []
-    except MnistcnnError:
-        records = []  # an unreadable metrics.jsonl still lists the run
-    epochs = [r for r in records if r.get("type") == "epoch"]
-    test = next((r for r in reversed(records) if r.get("type") == "test"), None)
-    last = epochs[-1] if epochs else {}
-    recent = metrics.is_file() and time.time() - metrics.stat().st_mtime < 60
+    """A run's row in the listing: its config, epochs done, final test accuracy, whether it is training. Reads
+    config.json (capped) and the tail of metrics.jsonl: a listing costs the same whatever a run has logged."""
+    config = _json(run / "config.json", run)
+    epoch, test, mtime = _newest_records(run / "metrics.jsonl", run)
     return {
         "name": name,
         "config": config,
-        "epochs_done": len(epochs),
-        "epochs": config.get("epochs") if isinstance(config, dict) else None,
-        "train_acc": last.get("train_acc"),
-        "val_acc": last.get("val_acc"),
+        "epochs_done": epoch.get("epoch", 0),
+        "epochs": config.get("epochs"),
+        "train_acc": epoch.get("train_acc"),
+        "val_acc": epoch.get("val_acc"),
         "test_acc": test.get("test_acc") if test else None,
-        "checkpoint": checkpoint_in(run) is not None,
-        "training": test is None and recent,
+        "checkpoint": _checkpoint_or_none(run) is not None,
+        "training": test is None and time.time() - mtime < 60,
     }
 
 
-def _json(path: Path) -> dict:
+def _json(path: Path, run: Path) -> dict:
+    """A JSON object of the run folder, or {} for anything else (missing, a link out, special, huge, not
+    UTF-8 or holding an escaped lone surrogate, which no JSON answer can carry)."""
     try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
+        value = json.loads(safeio.read_capped(path, safeio.CONFIG_CAP, within=run).decode("utf-8"))
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (OSError, ValueError, RecursionError, MnistcnnError):
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _newest_records(path: Path, run: Path) -> tuple[dict, dict | None, float]:
+    """(the last epoch record or {}, the last test record after it or None, mtime) of a metrics.jsonl,
+    read backwards from its end, at most SCAN bytes; a missing or refused file is an empty run."""
+    epoch, test = {}, None
+    try:
+        f = safeio.open_read(path, within=run)
+    except (OSError, MnistcnnError):
+        return epoch, test, 0.0
+    with f:
+        st = os.fstat(f.fileno())
+        for line in _lines_backwards(f, st.st_size):
+            rec = parse_record(line)
+            if rec is not None and rec["type"] == "test" and test is None:
+                test = rec
+            elif rec is not None and rec["type"] == "epoch":
+                epoch = rec
+                break
+    return epoch, test, st.st_mtime
+
+
+def _lines_backwards(f, size: int):
+    """The lines of a file from its end, TAIL bytes read at a time, SCAN bytes at most; a line longer than
+    LINE_CAP is not kept whole (its pieces are no records)."""
+    end, carry = size, b""
+    while end > 0 and size - end < SCAN:
+        start = max(0, end - TAIL)
+        f.seek(start)
+        lines = (f.read(end - start) + carry).split(b"\n")
+        carry = lines.pop(0) if start > 0 else b""
+        if len(carry) > safeio.LINE_CAP:
+            carry = b""
+        yield from reversed(lines)
+        end = start
 
 
 def read_after(path: Path, offset: int) -> dict:
     """The metrics records from byte `offset` on, and the offset to ask from next time.
 
-    Only whole lines are read (a line being written is left for the next poll). A file shorter than `offset`
-    was rewritten (a resumed run cuts lines off): everything is sent again with `"reset": true`.
+    Only whole lines are read (a line being written is left for the next poll), at most CHUNK bytes per answer
+    (a run that logged gigabytes is sent a chunk per poll). A file shorter than `offset` was rewritten (a
+    resumed run cuts lines off): everything is sent again with `"reset": true`. The file must lie in its run
+    folder and be a regular file (else 403/415 `{"error": ...}`).
     """
     if offset < 0:
         raise MnistcnnError(f"after must be >= 0; got {offset}")
     try:  # no is_file() first: the run folder may be deleted between a check and the open
-        with path.open("rb") as f:
+        with safeio.open_read(path, within=path.parent) as f:
             size = f.seek(0, 2)
             reset = offset > size
             f.seek(0 if reset else offset)
-            chunk = f.read()
+            chunk = f.read(CHUNK)
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return {"records": [], "offset": 0, "reset": offset > 0}
     base, end, pos, records = (0 if reset else offset), chunk.rfind(b"\n") + 1, 0, []
+    if end == 0 and len(chunk) == CHUNK:  # a chunk without one newline is no record: step over it
+        return {"records": [], "offset": base + len(chunk), "reset": reset}
     while pos < end and len(records) < MAX_RECORDS:
         stop = chunk.index(b"\n", pos)
         line, pos = chunk[pos:stop], stop + 1
