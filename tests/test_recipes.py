@@ -152,7 +152,8 @@ def test_recipes_on_a_full_disk_is_one_line_and_imports_no_torch():
         )
     assert proc.returncode == 2
     assert proc.stderr == (
-        "error: cannot write recipe fast to the output: No space left on device; what it holds is incomplete\n"
+        "error: cannot write to standard output: no space left on device; free some space or send the output "
+        "elsewhere\n"
     )
 
 

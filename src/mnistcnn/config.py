@@ -217,18 +217,14 @@ def read_toml(path: str | Path) -> dict:
     from mnistcnn import safeio
 
     if path.is_dir():
-        raise ConfigError(f"config file {path} is a folder; pass a .toml file (see configs/)")
+        names = ", ".join(recipes.names())
+        raise ConfigError(f"config file {path} is a folder; pass a recipe name ({names}) or a TOML file")
     try:
         return tomllib.loads(safeio.read_capped(path, safeio.CONFIG_CAP).decode("utf-8"))
     except safeio.Refused as e:
         raise ConfigError(f"config file {e}") from None
     except FileNotFoundError:
         raise ConfigError(_missing(path)) from None
-    except IsADirectoryError:
-        names = ", ".join(recipes.names())
-        raise ConfigError(
-            f"config file {path} is a folder; pass a recipe name ({names}) or a TOML file"
-        ) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read config file {path}: {getattr(e, 'strerror', None) or e}") from None
     except tomllib.TOMLDecodeError as e:

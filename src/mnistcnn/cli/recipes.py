@@ -5,14 +5,10 @@ Usage: `mnistcnn recipes`, `mnistcnn recipes fast`, `mnistcnn recipes fast > my.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 from typing import Annotated
 
 import typer
-
-from mnistcnn.errors import MnistcnnError
 
 
 def recipes(
@@ -24,8 +20,8 @@ def recipes(
     mnistcnn recipes fast > my.toml."""
     from mnistcnn import recipes as shipped
 
-    if name is not None:
-        _write(shipped.text(name), f"recipe {name}")
+    if name is not None:  # a failing output (`> my.toml` on a full disk) is the CLI boundary's one line
+        sys.stdout.write(shipped.text(name))
         return
     from mnistcnn.config import catalog
 
@@ -42,16 +38,3 @@ def recipes(
     typer.echo(
         "print one (to copy it): mnistcnn recipes NAME > my.toml; run one: mnistcnn train --config NAME"
     )
-
-
-def _write(text: str, what: str) -> None:
-    """`text` to stdout; a failing output (`> my.toml` on a full disk) is one line, not a traceback."""
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except OSError as e:
-        with contextlib.suppress(OSError, ValueError):  # nothing more reaches it, not even the flush at exit
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise MnistcnnError(
-            f"cannot write {what} to the output: {e.strerror or e}; what it holds is incomplete"
-        ) from None
