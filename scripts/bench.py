@@ -8,8 +8,8 @@ Measures, in one run:
   2. mnistcnn's engine images/s at --batch-size with the same model and optimizer, with the malloc settings the
      mnistcnn command uses (mnistcnn.hostalloc); (1) and (2) alternate --throughput-repeats times (medians), each in
      a fresh process; then once more with the malloc settings swapped, to show what they alone are worth;
-  3. `mnistcnn train --config configs/fast.toml`: whole-command wall time and test accuracy (median of --repeats);
-  4. with --lecture-e2e: `mnistcnn train --config configs/lecture.toml` end to end, against the lecture loop's
+  3. `mnistcnn train --config fast`: whole-command wall time and test accuracy (median of --repeats);
+  4. with --lecture-e2e: `mnistcnn train --config lecture` end to end, against the lecture loop's
      full 10-epoch time (extrapolated from its measured epoch at batch 10).
 Prints a table and writes JSON with the ratios, device name, versions and CPU flags.
 """
@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from mnistcnn import data  # noqa: E402
 from mnistcnn.config import TrainConfig  # noqa: E402
-from mnistcnn.engine import cpu_flags, describe, resolve_device, use_channels_last  # noqa: E402
+from mnistcnn.engine import cpu_name, describe, resolve_device, simd_flags, use_channels_last  # noqa: E402
 from mnistcnn.hostalloc import tune_host_allocator  # noqa: E402
 from mnistcnn.model import MyNet  # noqa: E402
 from mnistcnn.stepper import Stepper, make_optimizer  # noqa: E402
@@ -167,7 +167,7 @@ def cli_train(args, config: str, extra: list[str]) -> dict:
             "mnistcnn",
             "train",
             "--config",
-            str(ROOT / config),
+            config,  # a shipped recipe's name, or a TOML file
             "--device",
             args.device,
             "--data-dir",
@@ -207,8 +207,8 @@ def main() -> None:
         "--lecture-epoch-images", type=int, default=60_000, help="images of the batch-10 lecture epoch"
     )
     p.add_argument("--repeats", type=int, default=3, help="runs of the fast recipe (median reported)")
-    p.add_argument("--fast-config", default="configs/fast.toml")
-    p.add_argument("--lecture-e2e", action="store_true", help="also run configs/lecture.toml end to end")
+    p.add_argument("--fast-config", default="fast", help="a recipe name or TOML file")
+    p.add_argument("--lecture-e2e", action="store_true", help="also run the lecture recipe end to end")
     p.add_argument("--skip-fast", action="store_true")
     p.add_argument("--out", type=Path, default=Path("bench.json"))
     p.add_argument("--measure", choices=["lecture_loop", "engine_loop"], help=argparse.SUPPRESS)
@@ -230,10 +230,12 @@ def main() -> None:
         "device_name": describe(device),
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "cpu_flags": sorted(f for f in cpu_flags() if f.startswith(("avx", "amx"))),
+        "cpu": cpu_name(),
+        "cpu_flags": simd_flags(),
         "threads": torch.get_num_threads(),
     }
     print(f"device {result['device_name']}, torch {torch.__version__}")
+    print(f"CPU {result['cpu']}; flags {' '.join(result['cpu_flags']) or '(none of avx*/amx*)'}")
 
     lecture_runs, engine_runs = [], []
     for _ in range(args.throughput_repeats):  # alternate, so drifting machine load hits both alike
@@ -281,7 +283,7 @@ def main() -> None:
         )
 
     if args.lecture_e2e:
-        run = cli_train(args, "configs/lecture.toml", [])
+        run = cli_train(args, "lecture", [])
         lecture_total = 10 * lec10["epoch_s"]
         result["lecture_e2e"] = {
             **run,

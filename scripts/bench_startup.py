@@ -6,7 +6,7 @@ Runs, alternating (so a drifting machine load hits both alike), each in a fresh 
   baseline  python -c "import torch; torch.optim.Adam([torch.zeros(1, requires_grad=True)])"
             (with --device cuda the tensor is created on the GPU, so CUDA initialisation is included)
   command   python -m mnistcnn train --epochs 1 --train-limit 64 --batch-size 64 --device cpu   (CPU)
-            python -m mnistcnn train --config configs/fast-gpu.toml --device cuda   (CUDA: the GPU recipe)
+            python -m mnistcnn train --config fast-gpu --device cuda   (CUDA: the GPU recipe)
 and prints the median wall time and peak RSS of each, their difference and ratio, and whether the command
 stays within the allowance of issue 13 (CPU: baseline + 2.5 s, CUDA: baseline + 2.0 s). --check exits 1 when
 it does not. The command runs with this checkout's src/ first on PYTHONPATH, so no install is needed;
@@ -40,7 +40,7 @@ def train_cmd(device: str, data_dir: Path, run_dir: Path, train_limit: int) -> l
     # --batch-size: since the config check of issue 10 a batch may not exceed --train-limit (issue 13's command
     # had the default 128; the same one step on 64 images either way)
     if device == "cuda":
-        recipe = ["--config", str(ROOT / "configs" / "fast-gpu.toml")]
+        recipe = ["--config", "fast-gpu"]
     elif device == "cpu":
         recipe = [
             "--epochs",
@@ -94,8 +94,8 @@ def timed(cmd: list[str], src: Path = ROOT / "src") -> dict:
 
 def versions() -> dict:
     probe = (  # in a child: this process stays free of torch
-        "import json, torch; from mnistcnn.engine import cpu_name; print(json.dumps({'torch': torch.__version__, "
-        "'threads': torch.get_num_threads(), 'cpu': cpu_name()}))"
+        "import json, torch; from mnistcnn.engine import cpu_name, simd_flags; print(json.dumps({'torch': torch.__version__, "
+        "'threads': torch.get_num_threads(), 'cpu': cpu_name(), 'cpu_flags': simd_flags()}))"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     out = subprocess.run(
@@ -184,6 +184,7 @@ def main() -> None:
         f"{info['cpu']} ({info['cores']} cores), python {info['python']}, torch {info['torch']}, "
         f"{info['threads']} torch threads; {args.repeats} alternating runs"
     )
+    print(f"CPU flags: {' '.join(info['cpu_flags']) or '(none of avx*/amx*)'}")
     srcs = {"command": args.src, **({"compared": args.compare_src} if args.compare_src else {})}
     result = {
         **info,

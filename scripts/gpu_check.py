@@ -8,11 +8,11 @@ with a time limit; a failing or timed-out check is reported (its output's tail p
 gpu-check.log) and the run goes on to the next, then exits 1. Checks, in order:
   env       nvidia-smi, torch/CUDA versions, `mnistcnn data verify`
   tests     python -m pytest -q -x (-n 8 where pytest-xdist is installed)
-  recipes   scripts/gpu_recipes.py: fast.toml and fast-gpu.toml over 5 seeds, the one-epoch sweep, step timings
+  recipes   scripts/gpu_recipes.py: the fast and fast-gpu recipes over 5 seeds, the one-epoch sweep, step timings
   peer      scripts/peer_fast.py over 5 seeds (goal 1's baseline)
   lecture   the lecture's own loop at batch 10 (scripts/bench.py --measure lecture_loop, 20,000 images) and
-            `mnistcnn train --config configs/lecture.toml` end to end (goal 2)
-  walls     `mnistcnn train --config configs/fast-gpu.toml` twice, fast.toml once, fast-gpu.toml --compile once
+            `mnistcnn train --config lecture` end to end (goal 2)
+  walls     `mnistcnn train --config fast-gpu` twice, fast once, fast-gpu --compile once
   startup   scripts/bench_startup.py --device cuda (goal 3: command vs import torch + CUDA init + Adam)
 Writes gpu-check.json (every figure, each goal's verdict) and gpu-check.log to --out (default $OUT).
 MNIST: --data-dir holding MNIST/raw, or --mnist-gz a folder of the four .gz files (unpacked to a temp dir).
@@ -185,15 +185,15 @@ def check_lecture(r: Runner, a) -> None:
     extra = ["--device", a.device, "--data-dir", str(a.data_dir)] + (
         ["--epochs", "1", "--train-limit", "200"] if r.dry else []
     )
-    r.result["lecture"] = {"loop": loop, "recipe": r.train_cmd("lecture", "configs/lecture.toml", extra, 300)}
+    r.result["lecture"] = {"loop": loop, "recipe": r.train_cmd("lecture", "lecture", extra, 300)}
 
 
 def check_walls(r: Runner, a) -> None:
     extra = ["--device", a.device, "--data-dir", str(a.data_dir)] + (
         ["--train-limit", "256"] if r.dry else []
     )
-    runs = [("configs/fast-gpu.toml", [])]
-    runs += [] if r.dry else [runs[0], ("configs/fast.toml", []), ("configs/fast-gpu.toml", ["--compile"])]
+    runs = [("fast-gpu", [])]
+    runs += [] if r.dry else [runs[0], ("fast", []), ("fast-gpu", ["--compile"])]
     r.result["walls"] = [r.train_cmd("walls", config, extra + more, 240) for config, more in runs]
 
 
@@ -219,7 +219,7 @@ def goal_recipe(res: dict) -> dict | None:
     rec, peer = res.get("recipes"), res.get("peer")
     if not rec or not peer:
         return None
-    ours = next(v for v in rec["recipes"] if v["name"] == "fast-gpu.toml")
+    ours = next(v for v in rec["recipes"] if v["name"] == "fast-gpu")
     ahead = peer["median_train_s"] / ours["median_train_s"]
     met = ours["mean_test_acc"] >= 0.99 and ours["min_test_acc"] >= 0.989 and ours["median_train_s"] <= 0.20
     five = [

@@ -1,8 +1,8 @@
-"""One-epoch MyNet recipes in one process (start-up paid once): configs over seeds, a sweep, step timings.
+"""One-epoch MyNet recipes in one process (start-up paid once): recipes over seeds, a sweep, step timings.
 
 Usage: python scripts/gpu_recipes.py --data-dir DIR --device cuda --out recipes.json [--dry-run]
 
-  recipes  configs/fast.toml and configs/fast-gpu.toml over seeds 0-4 through `mnistcnn.train.train`, as the
+  recipes  the fast and fast-gpu recipes over seeds 0-4 through `mnistcnn.train.train`, as the
            command trains (CUDA graphs, bf16 autocast where supported), after one untimed warm-up run;
   sweep    one-epoch variants (batch 128/256/512 × peak LR × Adam betas, one-cycle) on seeds 0-1; the two
            fastest that reach >= 99.0 % on both get seeds 2-4 as well;
@@ -39,7 +39,7 @@ GRID = [(128, 5e-3), (256, 5e-3), (256, 8e-3), (256, 1.2e-2), (512, 1e-2), (512,
 
 
 def one_run(config: str | None, overrides: dict, data_dir: Path, tmp: Path) -> dict:
-    cfg = load_config(ROOT / config if config else None, overrides)
+    cfg = load_config(config, overrides)  # a shipped recipe by name
     run_dir = Path(tempfile.mkdtemp(dir=tmp))
     with open(os.devnull, "w") as sink:
         start = time.perf_counter()
@@ -73,10 +73,8 @@ def stats(runs: list[dict]) -> dict:
 def recipes_and_sweep(args, tmp: Path) -> dict:
     base = {"device": args.device, **({"train_limit": args.train_limit} if args.train_limit else {})}
     seeds = range(1 if args.dry_run else 5)
-    one_run("configs/fast-gpu.toml", {**base, "seed": 99}, args.data_dir, tmp)  # warm-up, not timed
-    recipes = [
-        variant(c, f"configs/{c}", base, seeds, args.data_dir, tmp) for c in ("fast.toml", "fast-gpu.toml")
-    ]
+    one_run("fast-gpu", {**base, "seed": 99}, args.data_dir, tmp)  # warm-up, not timed
+    recipes = [variant(c, c, base, seeds, args.data_dir, tmp) for c in ("fast", "fast-gpu")]
     grid = GRID[2:3] if args.dry_run else GRID
     betas = ["peer"] if args.dry_run else list(BETAS)
     sweep = []

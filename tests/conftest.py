@@ -36,6 +36,7 @@ def fixture_digests(mnist_root, monkeypatch):
     """Verify against the fixture's digests (the canonical ones are for the full MNIST)."""
     monkeypatch.setenv(data.ENV_SUMS, str(mnist_root / "SHA256SUMS"))
     monkeypatch.delenv(data.ENV_DIR, raising=False)
+    monkeypatch.delenv("MNISTCNN_CPU_BF16", raising=False)  # `auto` follows this CPU unless a test forces it
 
 
 @pytest.fixture
@@ -101,7 +102,7 @@ def full_mnist(monkeypatch) -> Path:
 
 @pytest.fixture(scope="session")
 def fast_recipe_run(tmp_path_factory) -> tuple[Path, dict]:
-    """configs/fast.toml trained once on the full MNIST for the whole session, shared by pytest-xdist's workers
+    """The fast recipe trained once on the full MNIST for the whole session, shared by pytest-xdist's workers
     (the first to come trains under a lock, the others wait and reuse): (run folder, train's result)."""
     import fcntl
     import json
@@ -119,7 +120,7 @@ def fast_recipe_run(tmp_path_factory) -> tuple[Path, dict]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not done.exists():
             mp.delenv(data.ENV_SUMS, raising=False)
-            cfg = load_config(Path(__file__).parents[1] / "configs" / "fast.toml", {"device": "cpu"})
+            cfg = load_config("fast", {"device": "cpu"})
             with open(os.devnull, "w") as sink:
                 result = train(cfg, root, run, PlainReporter(stream=sink))
             done.write_text(json.dumps({k: v for k, v in result.items() if isinstance(v, (int, float, str))}))

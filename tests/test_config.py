@@ -1,14 +1,11 @@
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from mnistcnn import config
 from mnistcnn.config import ENGINE_KEYS, RECIPE_KEYS, TrainConfig, from_dict, load_config, validate
 from mnistcnn.errors import ConfigError
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def test_defaults_are_valid_and_normalised():
@@ -26,15 +23,15 @@ def test_precedence_defaults_file_flags(tmp_path):
 
 
 def test_lecture_config_is_the_lecture_recipe():
-    cfg = load_config(CONFIGS / "lecture.toml")
+    cfg = load_config("lecture")
     assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.optimizer, cfg.schedule) == (10, 10, 1e-5, "adam", "none")
     assert cfg.mean is None and cfg.std is None and cfg.normalization() == (0.0, 1.0)
     assert cfg.shuffle and cfg.val_split == 0 and cfg.precision == "fp32"
 
 
-@pytest.mark.parametrize("name", ["lecture.toml", "fast.toml"])
+@pytest.mark.parametrize("name", ["lecture", "fast"])
 def test_shipped_configs_load(name):
-    cfg = load_config(CONFIGS / name)
+    cfg = load_config(name)
     assert cfg != TrainConfig()  # each file changes something, and what it lists arrived
     assert cfg.epochs in (1, 10)
 

@@ -26,11 +26,11 @@ def test_dry_run_exercises_every_check(tmp_path):
     assert all(c["rc"] == 0 for check in result["checks"].values() for c in check["commands"])
     assert "1 passed" in result["tests"]
     names = [v["name"] for v in result["recipes"]["recipes"]]
-    assert names == ["fast.toml", "fast-gpu.toml"] and result["recipes"]["sweep"]
+    assert names == ["fast", "fast-gpu"] and result["recipes"]["sweep"]
     assert {"us_per_step", "batch_size"} <= set(result["recipes"]["steps"][0])
     assert 0 < result["peer"]["mean_test_acc"] <= 1
     assert result["lecture"]["loop"]["images_per_s"] > 0 and result["lecture"]["recipe"]["train_s"] > 0
-    assert result["walls"][0]["config"] == "configs/fast-gpu.toml"
+    assert result["walls"][0]["config"] == "fast-gpu"
     assert result["startup"]["device"] == "cpu"
     assert all(goal is not None for goal in result["goals"].values())  # every goal computed from the figures
     assert "DRY RUN" in proc.stdout and (tmp_path / "gpu-check.log").stat().st_size > 0
@@ -47,7 +47,7 @@ def test_a_failing_check_exits_1_and_is_named(tmp_path):
 def test_goals_from_figures():
     runs = [{"test_acc": a, "train_s": t} for a, t in ((0.991, 0.18), (0.990, 0.19), (0.989, 0.2))]
     ours = {
-        "name": "fast-gpu.toml",
+        "name": "fast-gpu",
         "runs": runs,
         "mean_test_acc": 0.99,
         "min_test_acc": 0.989,

@@ -15,20 +15,30 @@ from typer.testing import CliRunner
 
 from mnistcnn import checkpoint, data
 from mnistcnn.cli import app
+from mnistcnn.engine import ENV_CPU_BF16
 
 ARGS = shlex.split(
-    "--epochs 2 --batch-size 16 --train-limit 2000 --lr 2e-3 --device cpu --deterministic --log-every 1"
+    "--epochs 2 --batch-size 16 --train-limit 2000 --lr 2e-3 --device cpu --precision fp32 --deterministic "
+    "--log-every 1"
 )
 STEPS = 2 * 125
+# the bf16 CPU path (what `auto` picks on AMX / AVX512-BF16 CPUs, forced here on any CPU): tiny, since bf16 is
+# emulated and 5-8x slower on AVX2-only CPUs
+BF16_ARGS = shlex.split(
+    "--epochs 2 --batch-size 16 --train-limit 320 --lr 2e-3 --device cpu --precision auto --deterministic "
+    "--log-every 1"
+)
+BF16_ENV = {ENV_CPU_BF16: "1"}
 
 
-def env_for(mnist_root):
-    return {**os.environ, data.ENV_SUMS: str(mnist_root / "SHA256SUMS"), "OMP_NUM_THREADS": "1"}
+def env_for(mnist_root, extra=None):
+    env = {**os.environ, data.ENV_SUMS: str(mnist_root / "SHA256SUMS"), "OMP_NUM_THREADS": "1"}
+    return {**env, **(extra or {})}
 
 
-def cli(*args, mnist_root):
+def cli(*args, mnist_root, env=None):
     cmd = [sys.executable, "-m", "mnistcnn", "train", *map(str, args), "--data-dir", str(mnist_root)]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env_for(mnist_root), timeout=300)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env_for(mnist_root, env), timeout=300)
 
 
 def weights_hash(run) -> str:
@@ -52,21 +62,21 @@ def reference(mnist_root, tmp_path_factory):
     return run
 
 
-def interrupt_at(mnist_root, run, at_step: int, sig) -> subprocess.CompletedProcess:
+def interrupt_at(mnist_root, run, at_step: int, sig, args=ARGS, env=None) -> subprocess.CompletedProcess:
     """Start training, send `sig` once metrics.jsonl shows `at_step` batches, return the finished process."""
     cmd = [
         sys.executable,
         "-m",
         "mnistcnn",
         "train",
-        *ARGS,
+        *args,
         "--data-dir",
         str(mnist_root),
         "--run-dir",
         str(run),
     ]
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_for(mnist_root)
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_for(mnist_root, env)
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -106,6 +116,22 @@ def test_interrupted_and_resumed_run_is_bit_identical(reference, mnist_root, tmp
         r["loss"] for r in theirs if r["type"] == "batch"
     ]
     assert ours[-1]["test_acc"] == theirs[-1]["test_acc"]
+
+
+def test_a_bf16_run_resumes_bit_identical_too(mnist_root, tmp_path):
+    reference = tmp_path / "reference"
+    proc = cli(*BF16_ARGS, "--run-dir", reference, mnist_root=mnist_root, env=BF16_ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((reference / "env.json").read_text())["precision"] == "bf16"
+    run = tmp_path / "run"
+    stopped = interrupt_at(mnist_root, run, 27, signal.SIGINT, BF16_ARGS, BF16_ENV)  # mid-epoch 2 of 20 steps
+    assert stopped.returncode == 130, stopped.stdout + stopped.stderr
+    assert 27 <= checkpoint.load(run / "last.pt")["step"] < 40
+    resumed = cli("--resume", run, mnist_root=mnist_root, env=BF16_ENV)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "(bf16" in resumed.stdout + resumed.stderr  # the recipe's precision, resolved again the same way
+    assert weights_hash(run) == weights_hash(reference)
+    assert batch_steps(run) == list(range(1, 41))
 
 
 def test_resume_refuses_recipe_changes_and_finished_runs(reference, mnist_root, tmp_path, monkeypatch):

@@ -54,7 +54,11 @@ def test_train_writes_the_run_folder(mnist_root, tmp_path):
         ["config.json", "env.json", "metrics.jsonl", "last.pt", "best.pt", "loss.png", ".mnistcnn.lock"]
     )
     run_id = checkpoint.load(run / "last.pt")["run_id"]  # the run's identity (resume checks it)
-    assert json.loads((run / "config.json").read_text()) == {**cfg.to_dict(), "run_id": run_id}
+    assert json.loads((run / "config.json").read_text()) == {
+        **cfg.to_dict(),
+        "recipe": None,
+        "run_id": run_id,
+    }
     env = json.loads((run / "env.json").read_text())
     assert env["device"] == "cpu" and env["torch"] == torch.__version__ and env["data_source"] == "local"
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

@@ -1,13 +1,15 @@
 """TrainConfig: every knob of a training run, its default, its range and why; TOML loading and flag merging.
 
-Usage: `cfg = load_config("configs/fast.toml", overrides={"epochs": 3})`.
-Precedence: defaults < TOML file < command-line overrides. Validated by pydantic (strict: "3" is not an int,
+Usage: `cfg = load_config("fast", overrides={"epochs": 3})` (a shipped recipe, see mnistcnn.recipes) or
+`load_config("my.toml")`; `catalog()` lists the shipped recipes.
+Precedence: defaults < recipe or TOML file < command-line overrides. Validated by pydantic (strict: "3" is not an int,
 true is not a number; ints are accepted for floats); a mistake is one ConfigError line naming the key.
 Imported only by commands (pydantic stays out of `mnistcnn --help`).
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import sys
 import typing
@@ -17,6 +19,7 @@ from typing import Literal
 import annotated_types as at
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mnistcnn import recipes
 from mnistcnn.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -214,15 +217,14 @@ def read_toml(path: str | Path) -> dict:
     from mnistcnn import safeio
 
     if path.is_dir():
-        raise ConfigError(f"config file {path} is a folder; pass a .toml file (see configs/)")
+        names = ", ".join(recipes.names())
+        raise ConfigError(f"config file {path} is a folder; pass a recipe name ({names}) or a TOML file")
     try:
         return tomllib.loads(safeio.read_capped(path, safeio.CONFIG_CAP).decode("utf-8"))
     except safeio.Refused as e:
         raise ConfigError(f"config file {e}") from None
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist; see configs/ for examples") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a folder; pass a .toml file (see configs/)") from None
+        raise ConfigError(_missing(path)) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read config file {path}: {getattr(e, 'strerror', None) or e}") from None
     except tomllib.TOMLDecodeError as e:
@@ -231,16 +233,51 @@ def read_toml(path: str | Path) -> dict:
         raise ConfigError(f"config file {path} nests too deeply to be a config") from None
 
 
-def load_config(path: str | Path | None = None, overrides: dict | None = None) -> TrainConfig:
-    """Defaults < TOML file < overrides (None values in overrides mean 'not given'), checked together: a flag
-    may fix what the file set (an error names the file only for a value that came from it)."""
-    values = read_toml(path) if path is not None else {}
-    origin = str(path) if path is not None else ""
+def _missing(path: Path) -> str:
+    """The one line for a `--config` that is neither a shipped recipe nor a file: the recipe it may have meant."""
+    names = recipes.names()
+    if path.suffix == ".toml" and path.stem in names:  # configs/fast.toml of older releases
+        return f"config file {path} does not exist; did you mean the shipped recipe: --config {path.stem}?"
+    if len(path.parts) == 1 and not path.suffix:  # a bare name
+        close = difflib.get_close_matches(path.name, names, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"no recipe or file named {path.name!r}{hint}; the recipes: {', '.join(names)} (see mnistcnn recipes)"
+    return f"config file {path} does not exist; pass a recipe name ({', '.join(names)}) or a TOML file"
+
+
+def read_config(config: str | Path) -> tuple[dict, str]:
+    """(values, origin for errors) of a `--config` value: a shipped recipe's name or a TOML file's path."""
+    src = recipes.source(config)
+    if src.name is None:
+        return read_toml(src.path), src.origin
+    try:
+        return tomllib.loads(recipes.text(src.name)), src.origin
+    except tomllib.TOMLDecodeError as e:  # a recipe dropped into the package by hand
+        raise ConfigError(f"{src.origin} is not valid TOML: {str(e).splitlines()[0]}") from None
+
+
+def load_config(config: str | Path | None = None, overrides: dict | None = None) -> TrainConfig:
+    """Defaults < recipe or TOML file < overrides (None values in overrides mean 'not given'), checked together:
+    a flag may fix what the file set (an error names the file only for a value that came from it).
+    `config`: a str is a shipped recipe's name, else a path (the command line's rule, `recipes.source`); a
+    Path object is always a file."""
+    values, origin = read_config(config) if config is not None else ({}, "")
     _check_table(values, origin, origin)
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     _check_table(given, "command-line flags", "")
     origins = {**dict.fromkeys(values, origin), **dict.fromkeys(given, "")}
     return _validated({**values, **given}, origins, origin)
+
+
+def catalog() -> list[dict]:
+    """Every shipped recipe: name, model, epochs, batch_size, why, measured (`mnistcnn recipes`, the page)."""
+    rows = []
+    for name in recipes.names():
+        cfg = load_config(name)
+        model = getattr(cfg, "model", "mynet")  # one kind today: MyNet
+        rows.append({"name": name, "model": model, "epochs": cfg.epochs, "batch_size": cfg.batch_size})
+        rows[-1].update(recipes.header(name))
+    return rows
 
 
 def normalization(mean: float | None, std: float | None) -> tuple[float, float]:

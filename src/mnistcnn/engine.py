@@ -6,6 +6,7 @@ Usage: `device = resolve_device("auto"); precision = resolve_precision("auto", d
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 import torch
@@ -68,8 +69,23 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def simd_flags() -> list[str]:
+    """The vector and matrix extensions among the CPU flags (avx*, amx*): what decides the CPU's fast paths."""
+    return sorted(f for f in cpu_flags() if f.startswith(("avx", "amx")))
+
+
+ENV_CPU_BF16 = "MNISTCNN_CPU_BF16"  # "1" or "0": overrides the CPU detection below (tests run both paths)
+
+
 def cpu_has_fast_bf16() -> bool:
-    """AMX-BF16 or AVX512-BF16: without them bf16 autocast on the CPU is emulated and several times slower."""
+    """AMX-BF16 or AVX512-BF16: without them bf16 autocast on the CPU is emulated and several times slower.
+
+    $MNISTCNN_CPU_BF16=1 (or 0) says yes (or no) whatever the CPU, so any machine can run either path."""
+    forced = os.environ.get(ENV_CPU_BF16, "").strip()
+    if forced:
+        if forced not in ("0", "1"):
+            raise MnistcnnError(f"${ENV_CPU_BF16} must be 1 or 0 (or unset); got {forced!r}")
+        return forced == "1"
     return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
 
 

@@ -37,7 +37,11 @@ def evaluate(
     """
     if world.distributed:
         images, labels = world.shard(images), world.shard(labels)
-    logits = predict_logits(model, images, batch_size, precision)
+    return metrics_of(predict_logits(model, images, batch_size, precision), labels, world)
+
+
+def metrics_of(logits: torch.Tensor, labels: torch.Tensor, world: World = ONE_PROCESS) -> dict:
+    """Loss, accuracy, per-class accuracy and confusion matrix of (N, 10) float32 logits."""
     labels = labels.to(logits.device)
     loss_sum = F.cross_entropy(logits, labels, reduction="sum")
     confusion = torch.bincount(labels * 10 + logits.argmax(1), minlength=100).reshape(10, 10)
@@ -54,25 +58,38 @@ def evaluate(
     }
 
 
-def checkpoint_test_set(ckpt: dict, model, data_dir=None, log=lambda _: None):
-    """The verified test set as the checkpoint's model sees it: (images uint8, labels, inputs normalised the way
-    it was trained, on the model's device)."""
+def on_test_set(ckpt: dict, model, data_dir=None, batch_size: int | None = None, log=lambda _: None) -> dict:
+    """One pass of a checkpoint's model over the verified test set, as training evaluated it: fp32, inputs
+    normalised the way it was trained, the memory format training used (channels_last on a CPU; `model`, the
+    caller's own, is converted in place) and by default its eval_batch_size. The same kernels run, so on the
+    machine that trained it the figures equal those `train` printed and recorded, whatever precision it trained
+    in. Returns {"images" (uint8), "labels", "logits" (N, 10), "metrics"}."""
     from mnistcnn import checkpoint, data
+    from mnistcnn.engine import use_channels_last
+    from mnistcnn.errors import MnistcnnError
 
+    if batch_size is None:
+        batch_size = int(ckpt["config"].get("eval_batch_size", 1000))
+    if batch_size <= 0:
+        raise MnistcnnError(f"--batch-size must be > 0; got {batch_size}")
     images, labels = data.read_test_set(data_dir, log)
-    x = data.to_device(images, next(model.parameters()).device, *checkpoint.normalization(ckpt))
-    return images, labels, x
+    device = next(model.parameters()).device
+    x = data.to_device(images, device, *checkpoint.normalization(ckpt))
+    if use_channels_last(ckpt["config"].get("channels_last", "auto"), device):
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    logits = predict_logits(model, x, batch_size, "fp32")
+    return {"images": images, "labels": labels, "logits": logits, "metrics": metrics_of(logits, labels)}
 
 
 def evaluate_checkpoint(
-    path, data_dir=None, device: str = "auto", batch_size: int = 1000, log=lambda _: None
+    path, data_dir=None, device: str = "auto", batch_size: int | None = None, log=lambda _: None
 ) -> dict:
-    """Test-set metrics of a saved checkpoint, preprocessing images the way it was trained."""
+    """Test-set metrics of a saved checkpoint (see `on_test_set`)."""
     from mnistcnn import checkpoint
     from mnistcnn.errors import MnistcnnError
 
-    if batch_size <= 0:
+    if batch_size is not None and batch_size <= 0:  # before any file work
         raise MnistcnnError(f"--batch-size must be > 0; got {batch_size}")
     ckpt, model = checkpoint.load_model(path, device)
-    _, labels, x = checkpoint_test_set(ckpt, model, data_dir, log)
-    return evaluate(model, x, labels.to(x.device), batch_size)
+    return on_test_set(ckpt, model, data_dir, batch_size, log)["metrics"]

@@ -46,17 +46,19 @@ def summary(model: MyNet | None = None) -> tuple[list[tuple[str, tuple, int]], i
     return rows, count_parameters(model), classic
 
 
-def predict_test_set(ckpt, model, data_dir, batch_size: int = 1000, log=lambda _: None) -> dict:
-    """Every test image's prediction: images (uint8), labels, pred, conf (probability of pred)."""
-    from mnistcnn.evaluate import checkpoint_test_set, predict_logits
+def predict_test_set(ckpt, model, data_dir, batch_size: int | None = None, log=lambda _: None) -> dict:
+    """Every test image's prediction from one `evaluate.on_test_set` (so they agree with `mnistcnn eval`): images
+    (uint8), labels, pred, conf (probability of pred), and the pass's metrics. `model` is converted in place."""
+    from mnistcnn.evaluate import on_test_set
 
-    images, labels, x = checkpoint_test_set(ckpt, model, data_dir, log)
-    conf, pred = torch.softmax(predict_logits(model, x, batch_size), 1).max(1)
+    out = on_test_set(ckpt, model, data_dir, batch_size, log)
+    conf, pred = torch.softmax(out["logits"], 1).max(1)
     return {
-        "images": images.numpy(),
-        "labels": labels.numpy(),
+        "images": out["images"].numpy(),
+        "labels": out["labels"].numpy(),
         "pred": pred.cpu().numpy(),
         "conf": conf.cpu().numpy(),
+        "metrics": out["metrics"],
     }
 
 

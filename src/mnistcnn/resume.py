@@ -17,8 +17,9 @@ from mnistcnn.distributed import World
 from mnistcnn.errors import MnistcnnError
 
 
-def plan_run(config: Path | None, flags: dict, run_dir: Path | None, resume: Path | None):
-    """(config, run folder, checkpoint or None) of a new run or of the run `resume` continues."""
+def plan_run(config: str | None, flags: dict, run_dir: Path | None, resume: Path | None):
+    """(config, run folder, checkpoint or None) of a new run or of the run `resume` continues. `config`: a
+    shipped recipe's name or a TOML file's path (`config.load_config`)."""
     if resume is None:
         from mnistcnn.config import load_config
         from mnistcnn.rundir import default_run_dir

@@ -1,8 +1,8 @@
 """The run folder: config.json, env.json, metrics.jsonl, last.pt, best.pt, loss.png — its lock, its identity
 (a run id in config.json and every checkpoint), and every write to it through outputs.py.
 
-Usage: `run = RunDir.create(path)` (locked); `run.append({"type": "epoch", ...})`; `run.unlock()`;
-`records, skipped = read_metrics(path, skip_bad=True)`; `newest_run("runs")`.
+Usage: `run = RunDir.create(path, recipe="fast")` (locked); `run.append({"type": "epoch", ...})`;
+`run.unlock()`; `records, skipped = read_metrics(path, skip_bad=True)`; `newest_run("runs")`.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class RunDir:
 
     def __init__(self, path: Path, run_id: str | None = None) -> None:
         self.path, self.run_id = Path(path), run_id
+        self.started_from: dict = {}  # {"recipe": name, file path or None} for config.json; {} if unknown
         self._lock_fd: int | None = None
 
     @classmethod
@@ -52,8 +53,9 @@ class RunDir:
         return path
 
     @classmethod
-    def create(cls, path: str | os.PathLike) -> RunDir:
-        """A new run folder with a fresh run id, created and locked."""
+    def create(cls, path: str | os.PathLike, recipe: str | None = None) -> RunDir:
+        """A new run folder with a fresh run id, created and locked. `recipe`: what `--config` named (a shipped
+        recipe's name or a file's absolute path; None: the built-in defaults), recorded in config.json."""
         path = cls.check_new(path)
         try:
             path.mkdir(parents=True, exist_ok=True)
@@ -62,6 +64,7 @@ class RunDir:
                 f"cannot create run folder {path}: {e.strerror}; choose another --run-dir"
             ) from None
         run = cls(path, uuid.uuid4().hex)
+        run.started_from = {"recipe": recipe}
         run.lock()
         try:
             cls.check_new(
@@ -81,6 +84,7 @@ class RunDir:
         run.lock()
         try:
             run.run_id = identity(run.path, ckpt)
+            run.started_from = started_from(run.path)
             if run.metrics_path.is_file():
                 run._cut_back(ckpt)
         except MnistcnnError:  # nothing of this run is held when its folder cannot be taken up again
@@ -133,7 +137,7 @@ class RunDir:
         outputs.write_bytes(self.path / name, (json.dumps(obj, indent=2) + "\n").encode(), _HINT)
 
     def write_config(self, config: dict) -> None:
-        self.write_json("config.json", {**config, "run_id": self.run_id})
+        self.write_json("config.json", {**config, **self.started_from, "run_id": self.run_id})
 
     def append(self, *records: dict) -> None:
         payload = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
@@ -164,6 +168,7 @@ def identity(folder: Path, ckpt: dict) -> str:
     if not isinstance(saved, dict):
         raise MnistcnnError(f"{config} is not an mnistcnn config; this run folder cannot be resumed safely")
     ours = saved.pop("run_id", None)
+    saved.pop("recipe", None)  # where the run started from, not what it trains
     if isinstance(ours, str) and isinstance(theirs, str):
         if ours == theirs:
             return ours
@@ -173,6 +178,19 @@ def identity(folder: Path, ckpt: dict) -> str:
         f"the checkpoint belongs to another run than {folder} (see its config.json); resuming would overwrite "
         f"that run's files. Resume {folder / 'last.pt'}, or copy the checkpoint into an empty folder and resume there"
     )
+
+
+def started_from(folder: Path) -> dict:
+    """{"recipe": ...} as the folder's config.json names it (kept across resumes); {} for a folder from before
+    config.json named its recipe, or without a readable one."""
+    try:
+        saved = json.loads((folder / "config.json").read_bytes())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(saved, dict) or "recipe" not in saved:
+        return {}
+    recipe = saved["recipe"]
+    return {"recipe": recipe} if recipe is None or isinstance(recipe, str) else {}
 
 
 def _recipe(config) -> dict | None:

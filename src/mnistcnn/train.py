@@ -42,17 +42,26 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.use_deterministic_algorithms(True)
 
 
-def train(cfg: TrainConfig, data_dir, run_dir: Path, reporter: Reporter, resume: dict | None = None) -> dict:
+def train(
+    cfg: TrainConfig,
+    data_dir,
+    run_dir: Path,
+    reporter: Reporter,
+    resume: dict | None = None,
+    recipe: str | None = None,
+) -> dict:
     """Train MyNet per `cfg`, writing the run folder (rank 0 only under torchrun); return the final metrics.
 
-    `resume`: a checkpoint dict to continue from (its run folder is `run_dir`). Raises Interrupted after saving
-    when SIGINT/SIGTERM arrives.
+    `resume`: a checkpoint dict to continue from (its run folder is `run_dir`). `recipe`: what `cfg` started
+    from, for config.json (`recipes.Source.label`; a resumed run keeps its folder's). Raises Interrupted after
+    saving when SIGINT/SIGTERM arrives.
     """
     world, device_name = distributed.setup(cfg.device)
     trainer = None
     try:
         with StopFlag() as stop:
             trainer = Trainer(cfg, world, resolve_device(device_name), reporter, stop)
+            trainer.recipe = recipe
             trainer.prepare(data_dir, run_dir, resume)
             for epoch in range(trainer.pos.epoch, cfg.epochs):
                 trainer.end_epoch(epoch, *trainer.run_epoch(epoch))
@@ -76,6 +85,7 @@ class Trainer:
         self.cfg, self.world, self.device, self.stop = cfg, world, device, stop
         self.reporter = reporter if world.is_main else Silent()
         self.run: RunDir | None = None
+        self.recipe: str | None = None  # what the config started from (config.json's "recipe")
         self.precision = resolve_precision(cfg.precision, device)
         self.channels_last = use_channels_last(cfg.channels_last, device)
         if world.distributed and cfg.loader != "tensor":
@@ -159,7 +169,10 @@ class Trainer:
 
     def _open_run(self, source: str) -> RunDir:
         """Lock the folder (and, on resume, check its identity): the first write comes after every check."""
-        run = RunDir.create(self.run_dir) if self.resume is None else RunDir.reopen(self.run_dir, self.resume)
+        if self.resume is None:
+            run = RunDir.create(self.run_dir, self.recipe)
+        else:
+            run = RunDir.reopen(self.run_dir, self.resume)
         self.run = run
         env = {**environment(self.device, self.precision, source), "world_size": self.world.size}
         run.write_config(self.cfg.to_dict())
@@ -312,7 +325,9 @@ class Trainer:
         return result
 
     def _evaluate(self, split: epochs.Resident) -> dict:
-        return evaluate(self.model, split.x, split.y, self.cfg.eval_batch_size, self.precision, self.world)
+        # always fp32, whatever the training precision: the figure belongs to the checkpoint, and `mnistcnn eval`
+        # (fp32, same layout and batch size) must print the same one for it; bf16 logits moved it by 0.1 pt
+        return evaluate(self.model, split.x, split.y, self.cfg.eval_batch_size, "fp32", self.world)
 
     def _save(self, name: str, epoch: int, batch: int = 0, partial: dict | None = None) -> None:
         state = checkpoint.build(

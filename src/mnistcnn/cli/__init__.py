@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from mnistcnn import __version__
-from mnistcnn.cli import data, explain, serve, train
+from mnistcnn.cli import data, explain, recipes, serve, train
 from mnistcnn.cli.common import Group
 
 app = typer.Typer(
@@ -47,6 +47,7 @@ def main(
 
 
 app.command()(train.train)
+app.command()(recipes.recipes)
 app.command("eval")(explain.eval_)
 app.command("plot-loss")(explain.plot_loss)
 app.command()(explain.predict)

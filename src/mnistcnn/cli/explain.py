@@ -28,7 +28,12 @@ def eval_(
     checkpoint: Checkpoint,
     data_dir: DataDir = None,
     device: Device = "auto",
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 1000,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Images per forward pass (default: the run's eval_batch_size, as train evaluated)."
+        ),
+    ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of tables.")
     ] = False,

@@ -1,6 +1,7 @@
 """`mnistcnn train`: flags → TrainConfig → one call to `mnistcnn.train.train` → the result line.
 
-Usage: `mnistcnn train --config configs/fast.toml`, `mnistcnn train --resume runs/<time> --epochs 8`.
+Usage: `mnistcnn train --config fast` (a shipped recipe: `mnistcnn recipes`), `mnistcnn train --config my.toml`,
+`mnistcnn train --resume runs/<time> --epochs 8`.
 """
 
 from __future__ import annotations
@@ -14,13 +15,22 @@ import typer
 
 from mnistcnn.cli.common import DataDir, say
 
+Recipe = Annotated[
+    str | None,
+    typer.Option(
+        metavar="NAME|FILE",
+        help="A shipped recipe (default, fast, lecture, ...: mnistcnn recipes) or a TOML file of TrainConfig "
+        "keys. A recipe's name wins over a file of that name here: write ./NAME for the file.",
+    ),
+]
+
 # The options that are not TrainConfig keys; every other option of `train` is one.
 _NOT_CONFIG = ("config", "data_dir", "run_dir", "resume")
 
 
 def train(
     ctx: typer.Context,
-    config: Annotated[Path | None, typer.Option(help="TOML file of TrainConfig keys (see configs/).")] = None,
+    config: Recipe = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the training set.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per optimizer step.")] = None,
     lr: Annotated[
@@ -69,13 +79,28 @@ def train(
 
     flags = {k: v for k, v in ctx.params.items() if k not in _NOT_CONFIG}
     cfg, run_dir, ckpt = plan_run(config, flags, run_dir, resume)
+    recipe = _started_from(config)
     start = time.perf_counter()
     try:
-        result = run_training(cfg, data_dir, run_dir, reporter_for_stdout(), resume=ckpt)
+        result = run_training(cfg, data_dir, run_dir, reporter_for_stdout(), resume=ckpt, recipe=recipe)
     except Interrupted as e:
         raise _interrupted(e, data_dir) from None
     if result["is_main"]:
         _print_result(result, time.perf_counter() - start, data_dir)
+
+
+def _started_from(config: str | None) -> str | None:
+    """What config.json records as the run's recipe; a note when a file here has the recipe's name."""
+    from mnistcnn import recipes
+
+    if config is None:
+        return None
+    if recipes.shadowed(config):
+        typer.echo(
+            f"note: --config {config} is the shipped recipe; for the file here write --config ./{config}",
+            err=True,
+        )
+    return recipes.source(config).label
 
 
 def _interrupted(e, data_dir) -> typer.Exit:

@@ -57,12 +57,16 @@ class Loaded:
     def _evaluate(self) -> dict:
         import numpy as np
 
-        from mnistcnn.evaluate import evaluate_checkpoint
+        from mnistcnn.checkpoint import model_from_checkpoint
         from mnistcnn.explain import predict_test_set
         from mnistcnn.serve.pictures import png_data_url
 
-        metrics = evaluate_checkpoint(self.path, self.data_dir, self.device)
-        p = predict_test_set(self.ckpt, self.model, self.data_dir)
+        # one pass, on a private copy of exactly the weights this entry serves (the pass may change its memory
+        # format; the served model keeps answering meanwhile): accuracy and failures come from the same logits,
+        # equal to `mnistcnn eval`'s even if last.pt is rewritten meanwhile
+        twin = model_from_checkpoint(self.ckpt, self.path).to(next(self.model.parameters()).device)
+        p = predict_test_set(self.ckpt, twin, self.data_dir)
+        metrics = p["metrics"]
         wrong = np.flatnonzero(p["pred"] != p["labels"])
         worst = wrong[np.argsort(-p["conf"][wrong], kind="stable")][:FAILURES]
         failures = [

@@ -312,7 +312,8 @@ async function loadRuns() {
   body.replaceChildren();
   for (const r of listing.runs) {
     const c = r.config || {};
-    const recipe = [c.optimizer, c.lr && `lr ${c.lr}`, c.batch_size && `batch ${c.batch_size}`, c.activation].filter(Boolean).join(", ");
+    const from = typeof c.recipe === "string" ? c.recipe.split("/").pop() : null; // "fast", or a file's name
+    const recipe = [from, c.optimizer, c.lr && `lr ${c.lr}`, c.batch_size && `batch ${c.batch_size}`, c.activation].filter(Boolean).join(", ");
     const acc = r.test_acc != null ? `${(100 * r.test_acc).toFixed(2)} %` : r.training ? "training…" : "–";
     const row = tr([r.name, recipe, `${r.epochs_done}/${r.epochs ?? "?"}`, acc, ""], "td", (k) => k === 2 || k === 3);
     const button = document.createElement("button");
