@@ -30,6 +30,8 @@ class UnreadableImage(ImageError):
 class TooManyPixels(ImageError):
     """A picture over the pixel limit, or over Pillow's decompression-bomb guard (the server answers 413)."""
 
+    status = 413
+
 
 class Interrupted(Exception):
     """Training stopped on SIGINT/SIGTERM after saving last.pt; the CLI exits 128 + signal number.

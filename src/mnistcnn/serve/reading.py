@@ -1,12 +1,16 @@
 """An uploaded image → what MyNet reads in it, with the input it saw and, on request, its feature maps.
 
-Usage: `answer = read_upload(loaded, body_bytes, "photo.jpg", multi=False, features=True)`.
+Usage: `answer = read_upload(loaded, body_bytes, "photo.jpg", multi=False, features=True, budget=PixelBudget())`.
 The image work is the library's (`images.decode_gray`, `predict.read_digits`), as for `mnistcnn predict`.
 """
 
 from __future__ import annotations
 
-from mnistcnn.errors import MnistcnnError, TooManyPixels
+import contextlib
+import threading
+
+from mnistcnn.errors import MnistcnnError, TooManyPixels, UnreadableImage
+from mnistcnn.images import MAX_PIXELS
 from mnistcnn.serve import pictures
 
 
@@ -18,23 +22,58 @@ class TooLarge(MnistcnnError):
     status = 413
 
 
-def read_upload(loaded, data: bytes, name: str, multi: bool = False, features: bool = False) -> dict:
+class Busy(MnistcnnError):
+    status = 503
+
+
+class PixelBudget:
+    """A cap on the pixels being decoded and read at once, whatever the number of requests or cores: a request
+    holds its image's pixel count (from the header) while it decodes and reads, and waits up to `wait` seconds
+    for room (then 503). One image is always admitted when nothing else is held (it is under the pixel limit).
+    Memory per pixel is ~25 bytes at the peak (the decoded RGB, its gray copy, the float32 working copy)."""
+
+    def __init__(self, pixels: int = 2 * MAX_PIXELS, wait: float = 10.0) -> None:
+        self.pixels, self.wait, self.held = pixels, wait, 0
+        self._room = threading.Condition()
+
+    @contextlib.contextmanager
+    def admit(self, n: int):
+        n = min(n, self.pixels)
+        with self._room:
+            if not self._room.wait_for(lambda: self.held + n <= self.pixels, self.wait):
+                raise Busy(
+                    f"the server is reading {self.held / 1e6:.0f} MP of other images; try again in a moment"
+                )
+            self.held += n
+        try:
+            yield
+        finally:
+            with self._room:
+                self.held -= n
+                self._room.notify_all()
+
+
+def read_upload(
+    loaded,
+    data: bytes,
+    name: str,
+    multi: bool = False,
+    features: bool = False,
+    budget: PixelBudget | None = None,
+) -> dict:
     """The answer of POST /api/predict: prediction, probabilities, text, digits, input_png (+ features)."""
     if not data:
         raise MnistcnnError(
             "the request has no image: send the image bytes (Content-Type image/*) or a "
             "multipart field named 'image'"
         )
-    from mnistcnn.images import decode_gray
+    from mnistcnn.images import decode_picture, image_size
     from mnistcnn.predict import read_digits
 
-    try:
-        gray = decode_gray(data, name)  # the pixel limit is checked from the header, before decoding
-    except TooManyPixels as e:
-        raise TooLarge(str(e)) from None
-    except MnistcnnError as e:
-        raise UnsupportedImage(str(e)) from None
-    result = read_digits(loaded.ckpt, loaded.model, gray, multi, name)
+    w, h = _refused(image_size, data, name)  # the pixel limit is checked from the header, before decoding
+    with budget.admit(w * h) if budget is not None else contextlib.nullcontext():
+        picture = _refused(decode_picture, data, name)
+        result = read_digits(loaded.ckpt, loaded.model, picture, multi, name)
     inputs = result.pop("inputs")
     result["input_png"] = pictures.png_data_url(inputs[0] if len(inputs) == 1 else pictures.strip(inputs))
     if features:
@@ -42,3 +81,14 @@ def read_upload(loaded, data: bytes, name: str, multi: bool = False, features: b
 
         result["features"] = pictures.features(*feature_maps(loaded.ckpt, loaded.model, inputs[0]))
     return result
+
+
+def _refused(decode, data: bytes, name: str):
+    """`decode(data, name)` with its errors as the web answers them: 413 over the pixel limit, 422 for a file
+    the decoder failed on, 415 for the rest (not an image, not a promised format)."""
+    try:
+        return decode(data, name)
+    except (TooManyPixels, UnreadableImage):
+        raise
+    except MnistcnnError as e:
+        raise UnsupportedImage(str(e)) from None
