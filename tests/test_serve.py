@@ -27,6 +27,7 @@ with warnings.catch_warnings():  # starlette suggests httpx2; httpx is what fast
 def TestClient(app, **kwargs):  # noqa: N802 - the server answers its own host names only (DNS rebinding)
     return _TestClient(app, base_url="http://localhost", **kwargs)
 
+
 STATIC = Path(__file__).parents[1] / "src" / "mnistcnn" / "serve" / "static"
 
 

@@ -47,6 +47,7 @@ class TimedH11(H11Protocol):
                 self._timer = self.loop.call_later(TICK, self._check_body)
         elif cycle is not None:
             self._got += len(data)
+        self._partial = self._partial or cycle is None or cycle is self._seen and cycle.response_complete
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -65,11 +66,15 @@ class TimedH11(H11Protocol):
 
     def _wait_for_headers(self) -> None:
         self._cancel()
+        self._partial = False  # no byte of the next request yet: an idle connection is closed without a word
         armed = self.cycle
         self._timer = self.loop.call_later(self.headers_timeout, self._headers_late, armed)
 
     def _headers_late(self, armed) -> None:
         if self.cycle is armed and not self.transport.is_closing():
+            if not self._partial:
+                self.transport.close()
+                return
             self._cut(f"the request's headers did not arrive within {self.headers_timeout:g} s")
 
     def _check_body(self) -> None:
