@@ -133,6 +133,7 @@ def _add_api(app: FastAPI, source: Source, models: Models) -> None:
         answer = await anyio.to_thread.run_sync(
             lambda: read_upload(models.get(*source.checkpoint(run)), data, name, multi, features, budget),
             limiter=readers,
+            abandon_on_cancel=True,  # the server stopping answers 503 at once; the read finishes unseen
         )
         return SafeJSON(answer)  # plain JSON types already: no jsonable_encoder pass
 

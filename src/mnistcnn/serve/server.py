@@ -155,7 +155,11 @@ def make_server(app, stop, pending=(), http=None):
             for sig in pending:
                 self.handle_exit(sig, None)
 
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5, http=http or TimedH11)
+    # lifespan off: the app has no start-up or shutdown hooks, and a forced stop would cancel the lifespan task
+    # mid-wait, which uvicorn logs as a traceback
+    config = uvicorn.Config(
+        app, log_level="warning", timeout_graceful_shutdown=5, http=http or TimedH11, lifespan="off"
+    )
     return Server(config)
 
 
