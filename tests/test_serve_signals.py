@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from test_serve import seven  # noqa: E402 - a clear 7 as a PNG
 
 SRC = Path(__file__).parents[1] / "src"
@@ -57,7 +56,11 @@ def start(runs: Path, mnist_root: Path, phase: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(SRC), "SLOW_PHASE": phase}
     args = ["serve", str(runs), "--port", "0", "--device", "cpu", "--data-dir", str(mnist_root)]
     return subprocess.Popen(
-        [sys.executable, "-c", PHASE, *args], env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-c", PHASE, *args],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -97,7 +100,9 @@ def test_sigterm_during_a_slow_first_evaluation_answers_503_json_and_exits_0(run
     proc = start(runs, mnist_root, "evaluation")
     url = url_of(proc)
     answers = []
-    asking = threading.Thread(target=lambda: answers.append(httpx.get(url + "api/model/evaluation", timeout=30)))
+    asking = threading.Thread(
+        target=lambda: answers.append(httpx.get(url + "api/model/evaluation", timeout=30))
+    )
     asking.start()
     seen: list[str] = []
     wait_for(proc.stderr, "IN evaluation", seen)
@@ -118,7 +123,9 @@ def test_ctrl_c_with_predictions_in_flight_answers_each_with_json_and_exits_0(ru
 
     def ask() -> None:
         try:
-            r = httpx.post(url + "api/predict", content=seven(), headers={"content-type": "image/png"}, timeout=30)
+            r = httpx.post(
+                url + "api/predict", content=seven(), headers={"content-type": "image/png"}, timeout=30
+            )
             answers.append((r.status_code, r.json()))
         except httpx.HTTPError as e:  # a request refused at the door after the first signal is fine too
             answers.append((type(e).__name__, None))

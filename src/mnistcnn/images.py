@@ -133,6 +133,7 @@ def _decode(fp, name: str, header_only: bool = False):
 
     try:
         with boundary(name), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Corrupt EXIF data" and the like: the line below says it all
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(fp, formats=formats()) as img:
                 if img.width * img.height > MAX_PIXELS:
@@ -140,7 +141,8 @@ def _decode(fp, name: str, header_only: bool = False):
                         f"{name} is {img.width}×{img.height} pixels, over the {MAX_PIXELS // 1_000_000} MP limit; "
                         "crop or shrink it to the digit"
                     )
-                return img.size if header_only else Picture(_pixels(img), img.size)
+                size = img.size  # before draft() changes it
+                return size if header_only else Picture(_pixels(img), size)
     except UnreadableImage as e:
         cause = e.__cause__
         if isinstance(cause, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
