@@ -241,3 +241,25 @@ def test_a_small_file_of_many_pixels_is_decoded_at_reduced_size(tmp_path):
     (tmp_path / "wide.png").write_bytes(zlib_png(7500, 4000))
     picture = load_picture(tmp_path / "wide.png")
     assert picture.size == (7500, 4000) and picture.gray.nbytes < 12_000_000
+
+
+@pytest.mark.parametrize("err", [5, 13], ids=["EIO", "EACCES"])
+def test_a_read_fault_at_any_read_of_a_folder_of_images_is_one_line(ckpt, tmp_path, monkeypatch, err):
+    """The fault-injection harness (tests/faults.py) with reads: the Nth read of the images fails, for every N."""
+    from faults import CAUSES, Faults
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for k in range(3):
+        digit(size=(100 + 10 * k, 120)).save(folder / f"d{k}.png")
+    faults = Faults(folder, reads=True)
+    faults.install(monkeypatch)
+    for n in range(1, 50):
+        faults.arm(n, err)
+        result = runner.invoke(app, ["predict", str(ckpt), str(folder)])
+        if faults.failed is None:
+            assert result.exit_code == 0 and result.output.count("d") >= 3, result.output
+            break
+        line = one_error_line(result)
+        assert faults.failed[1].split("/")[-1] in line and CAUSES[err] in line.lower(), (n, faults.failed, line)
+    assert n > 3  # each image was opened and read

@@ -95,10 +95,11 @@ def load_picture(path) -> Picture:
     if path.stat().st_size == 0:
         raise ImageError(f"{path} is empty (0 bytes); pass a {HINT} image")
     try:
-        with open(path, "rb") as f:
-            return _decode(f, str(path))
-    except PermissionError:
-        raise ImageError(f"{path} cannot be read (permission denied)") from None
+        f = open(path, "rb")
+    except OSError as e:  # permission denied, an I/O error, gone since is_file
+        raise ImageError(f"{path} cannot be read ({(e.strerror or str(e)).lower()})") from None
+    with f:
+        return _decode(f, str(path))
 
 
 def decode_picture(data: bytes, name: str = "upload") -> Picture:
