@@ -95,7 +95,7 @@ def load_picture(path) -> Picture:
     if path.stat().st_size == 0:
         raise ImageError(f"{path} is empty (0 bytes); pass a {HINT} image")
     try:
-        f = open(path, "rb")
+        f = open(path, "rb")  # noqa: SIM115 - closed by the `with f` below; only opening errors are caught here
     except OSError as e:  # permission denied, an I/O error, gone since is_file
         raise ImageError(f"{path} cannot be read ({(e.strerror or str(e)).lower()})") from None
     with f:

@@ -28,6 +28,7 @@ from mnistcnn.serve.runs import Source, describe, read_after
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 10 * 1024 * 1024
+EVALUATING = "mnistcnn evaluation"  # the name of a thread computing a first evaluation (`in_daemon_thread`)
 PREDICT_BODY = {
     "requestBody": {
         "required": True,
@@ -204,7 +205,7 @@ async def in_daemon_thread(work):
         with contextlib.suppress(RuntimeError):  # the loop closed: the server stopped meanwhile
             loop.call_soon_threadsafe(settle, value, error)
 
-    threading.Thread(target=run, name="mnistcnn evaluation", daemon=True).start()
+    threading.Thread(target=run, name=EVALUATING, daemon=True).start()
     return await done
 
 

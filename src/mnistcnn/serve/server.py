@@ -87,6 +87,17 @@ def serve(
         sock.close()
 
 
+def still_evaluating() -> bool:
+    """A first evaluation is still running in its daemon thread (the server stopped under it): the process
+    must leave with os._exit, since finalizing the interpreter under torch's running kernels aborts it
+    ("terminate called without an active exception", SIGABRT)."""
+    import threading
+
+    from mnistcnn.serve.app import EVALUATING
+
+    return any(t.name == EVALUATING and t.is_alive() for t in threading.enumerate())
+
+
 def _interrupt(sig, frame) -> None:
     raise KeyboardInterrupt  # SIGTERM too: the start is abandoned the way Ctrl-C abandons it
 
