@@ -261,5 +261,22 @@ def test_a_read_fault_at_any_read_of_a_folder_of_images_is_one_line(ckpt, tmp_pa
             assert result.exit_code == 0 and result.output.count("d") >= 3, result.output
             break
         line = one_error_line(result)
-        assert faults.failed[1].split("/")[-1] in line and CAUSES[err] in line.lower(), (n, faults.failed, line)
+        assert faults.failed[1].split("/")[-1] in line and CAUSES[err] in line.lower(), (
+            n,
+            faults.failed,
+            line,
+        )
     assert n > 3  # each image was opened and read
+
+
+def test_show_input_refuses_more_images_than_it_can_draw_before_reading_any(ckpt, tmp_path, monkeypatch):
+    import mnistcnn.cli.explain as explain
+
+    for k in range(3):
+        digit().save(tmp_path / f"d{k}.png")
+    monkeypatch.setattr(explain, "SHOW_MOST", 2)
+    monkeypatch.setattr(images, "load_picture", lambda path: pytest.fail("read before refusing"))
+    line = one_error_line(
+        runner.invoke(app, ["predict", str(ckpt), str(tmp_path), "--show-input", str(tmp_path / "s.png")])
+    )
+    assert "at most 2 images; got 3" in line and not (tmp_path / "s.png").exists()
