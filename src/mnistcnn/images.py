@@ -102,11 +102,12 @@ def load_picture(path) -> Picture:
         return _decode(f, str(path))
 
 
-def decode_picture(data: bytes, name: str = "upload") -> Picture:
-    """`load_picture` for the bytes of an image file (an upload)."""
+def decode_picture(data: bytes, name: str = "upload", admit=None) -> Picture:
+    """`load_picture` for the bytes of an image file (an upload). `admit(pixels)`: a context manager held while
+    the picture decodes (the server's budget of decoded pixels), entered once its header passed the checks."""
     if not data:
         raise ImageError(f"{name} is empty (0 bytes); send a {HINT} image")
-    return _decode(io.BytesIO(data), name)
+    return _decode(io.BytesIO(data), name, admit=admit)
 
 
 def load_gray(path) -> np.ndarray:
@@ -122,14 +123,7 @@ def decode_gray(data: bytes, name: str = "upload") -> np.ndarray:
     return decode_picture(data, name).gray
 
 
-def image_size(data: bytes, name: str = "upload") -> tuple[int, int]:
-    """(width, height) from the header alone (nothing is decoded), with the errors `decode_picture` gives."""
-    if not data:
-        raise ImageError(f"{name} is empty (0 bytes); send a {HINT} image")
-    return _decode(io.BytesIO(data), name, header_only=True)
-
-
-def _decode(fp, name: str, header_only: bool = False):
+def _decode(fp, name: str, admit=None) -> Picture:
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -143,7 +137,8 @@ def _decode(fp, name: str, header_only: bool = False):
                         "crop or shrink it to the digit"
                     )
                 size = img.size  # before draft() changes it
-                return size if header_only else Picture(_pixels(img), size)
+                with admit(size[0] * size[1]) if admit else contextlib.nullcontext():
+                    return Picture(_pixels(img), size)  # reduced: what is kept after this is small
     except UnreadableImage as e:
         cause = e.__cause__
         if isinstance(cause, (Image.DecompressionBombError, Image.DecompressionBombWarning)):

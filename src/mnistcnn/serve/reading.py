@@ -27,8 +27,8 @@ class Busy(MnistcnnError):
 
 
 class PixelBudget:
-    """A cap on the pixels being decoded and read at once, whatever the number of requests or cores: a request
-    holds its image's pixel count (from the header) while it decodes and reads, and waits up to `wait` seconds
+    """A cap on the pixels being decoded at once, whatever the number of requests or cores: a request holds its
+    image's pixel count (from the header) while it decodes, and waits up to `wait` seconds
     for room (then 503). One image is always admitted when nothing else is held (it is under the pixel limit).
     Memory per pixel is ~25 bytes at the peak (the decoded RGB, its gray copy, the float32 working copy)."""
 
@@ -67,13 +67,14 @@ def read_upload(
             "the request has no image: send the image bytes (Content-Type image/*) or a "
             "multipart field named 'image'"
         )
-    from mnistcnn.images import decode_picture, image_size
+    from mnistcnn.images import decode_picture
     from mnistcnn.predict import read_digits
 
-    w, h = _refused(image_size, data, name)  # the pixel limit is checked from the header, before decoding
-    with budget.admit(w * h) if budget is not None else contextlib.nullcontext():
-        picture = _refused(decode_picture, data, name)
-        result = read_digits(loaded.ckpt, loaded.model, picture, multi, name)
+    # the pixel limit is checked from the header, before decoding; the budget is held while it decodes (at
+    # reduced size when large: what the reading needs afterwards is small)
+    admit = budget.admit if budget is not None else None
+    picture = _refused(lambda d, n: decode_picture(d, n, admit), data, name)
+    result = read_digits(loaded.ckpt, loaded.model, picture, multi, name)
     inputs = result.pop("inputs")
     result["input_png"] = pictures.png_data_url(inputs[0] if len(inputs) == 1 else pictures.strip(inputs))
     if features:
@@ -88,7 +89,7 @@ def _refused(decode, data: bytes, name: str):
     the decoder failed on, 415 for the rest (not an image, not a promised format)."""
     try:
         return decode(data, name)
-    except (TooManyPixels, UnreadableImage):
+    except (TooManyPixels, UnreadableImage, Busy):
         raise
     except MnistcnnError as e:
         raise UnsupportedImage(str(e)) from None
