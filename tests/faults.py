@@ -9,6 +9,8 @@ full disk does), os.open with a write flag, os.write and os.ftruncate on such a 
 lock), os.mkdir, os.fsync, os.replace and torch.save. torch.save fails the way it does on a full disk
 (RuntimeError, no errno); the others raise OSError with the armed errno. `arm(n, INTERRUPT)` raises
 KeyboardInterrupt there instead: what SIGINT does at that point of a command without a handler of its own.
+With `Faults(root, reads=True)` reads count too: open for reading (builtins.open, os.open) and the first read()
+on each file opened so (an image that cannot be read: EIO on a failing disk, EACCES).
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ INTERRUPT = "interrupt"  # arm(n, INTERRUPT): Ctrl-C at operation n
 
 
 class Faults:
-    def __init__(self, root) -> None:
-        self.root = os.path.realpath(root)
+    def __init__(self, root, reads: bool = False) -> None:
+        self.root, self.reads = os.path.realpath(root), reads
         self.arm(None, errno.ENOSPC)
 
     def arm(self, n: int | None, err: int) -> None:
@@ -73,14 +75,16 @@ class Faults:
         real_mkdir, real_fsync, real_replace, real_save = os.mkdir, os.fsync, os.replace, torch.save
 
         def opener(file, mode="r", *args, **kwargs):
-            writing = isinstance(file, (str, bytes, os.PathLike)) and any(c in mode for c in "wax+")
-            if writing:
-                self.hit("open", file)
+            named = isinstance(file, (str, bytes, os.PathLike))
+            writing = named and any(c in mode for c in "wax+")
+            reading = named and self.reads and not writing
+            if writing or reading:
+                self.hit("open" if writing else "open-read", file)
             f = real_open(file, mode, *args, **kwargs)
-            return _Watched(f, self, file) if writing else f
+            return _Watched(f, self, file) if writing or reading else f
 
         def os_open(path, flags, *args, **kwargs):
-            if flags & _WRITE_FLAGS:
+            if flags & _WRITE_FLAGS or self.reads:
                 self.hit("os.open", path)
             return real_os_open(path, flags, *args, **kwargs)
 
@@ -130,7 +134,13 @@ class _Watched:
     """A file opened for writing whose first write() is a counted operation."""
 
     def __init__(self, f, faults: Faults, path) -> None:
-        self._f, self._faults, self._path, self._wrote = f, faults, path, False
+        self._f, self._faults, self._path, self._wrote, self._read = f, faults, path, False, False
+
+    def read(self, *args):
+        if not self._read:
+            self._read = True
+            self._faults.hit("read", self._path)
+        return self._f.read(*args)
 
     def write(self, data):
         if not self._wrote:

@@ -21,7 +21,12 @@ from mnistcnn.serve.app import MAX_BODY, create_app
 
 with warnings.catch_warnings():  # starlette suggests httpx2; httpx is what fastapi's TestClient documents
     warnings.simplefilter("ignore")
-    from fastapi.testclient import TestClient
+    from fastapi.testclient import TestClient as _TestClient
+
+
+def TestClient(app, **kwargs):  # noqa: N802 - the server answers its own host names only (DNS rebinding)
+    return _TestClient(app, base_url="http://localhost", **kwargs)
+
 
 STATIC = Path(__file__).parents[1] / "src" / "mnistcnn" / "serve" / "static"
 
@@ -168,7 +173,7 @@ def test_images_are_read_by_one_thread_per_core(runs, monkeypatch):
 
     async def eight() -> list[int]:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
             codes = []
 
             async def one() -> None:

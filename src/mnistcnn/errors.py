@@ -21,8 +21,16 @@ class ImageError(MnistcnnError):
     """A picture that cannot be read, or that shows no digit (mnistcnn.images)."""
 
 
+class UnreadableImage(ImageError):
+    """A picture a decoder or the ink finder failed on (any exception they raised, kept as the cause)."""
+
+    status = 422
+
+
 class TooManyPixels(ImageError):
     """A picture over the pixel limit, or over Pillow's decompression-bomb guard (the server answers 413)."""
+
+    status = 413
 
 
 class Interrupted(Exception):

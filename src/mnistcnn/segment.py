@@ -31,7 +31,9 @@ def ink_map(work: np.ndarray, name: str) -> np.ndarray:
 
     h, w = work.shape
     f = min(1.0, BG_SIDE / max(h, w))
-    small = cv2.resize(work, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else work
+    # the size given, not fx/fy: a 3000×10 strip scaled by 128/3000 would be 0 px tall (an OpenCV assertion)
+    size = (max(3, round(w * f)), max(3, round(h * f)))
+    small = cv2.resize(work, size, interpolation=cv2.INTER_AREA) if f < 1 else work
     k = _odd(BG_KERNEL * min(small.shape))
     u8 = np.round(cv2.GaussianBlur(small, (3, 3), 0) * 255).astype(np.uint8)
     d = u8.astype(np.int16) - cv2.medianBlur(u8, min(k, 255))  # ink stands out from its local median
@@ -55,6 +57,18 @@ def ink_map(work: np.ndarray, name: str) -> np.ndarray:
     return ink.astype(np.float32)
 
 
+def stroke_width(mask: np.ndarray) -> float:
+    """The mean width of the ink in a uint8 mask, in px: a band of width s has a mean distance-to-background of
+    s/4. The image's border counts as background: a mask that is ink everywhere (a 1-bit checkerboard's
+    working copy, a black strip) has no background pixel, and OpenCV's distance to "none" is a huge sentinel
+    whose sum overflows to inf."""
+    import cv2
+
+    framed = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    dist = cv2.distanceTransform(framed, cv2.DIST_L2, 3)[1:-1, 1:-1]
+    return 4 * float(dist.sum(dtype=np.float64)) / max(1, int(mask.sum()))
+
+
 def ink_mask(ink: np.ndarray) -> np.ndarray:
     """Ink strength → uint8 mask (1 = ink): Otsu's threshold (never below a floor), ruled lines taken out."""
     import cv2
@@ -72,8 +86,7 @@ def _remove_lines(mask: np.ndarray) -> np.ndarray:
     import cv2
 
     h, w = mask.shape
-    # a band of width s has a mean distance-to-background of s/4
-    stroke = 4 * cv2.distanceTransform(mask, cv2.DIST_L2, 3).sum() / max(1, mask.sum())
+    stroke = stroke_width(mask)
     d = max(3, int(0.5 * stroke) // 2 * 2 + 1)
     thin = mask & ~cv2.morphologyEx(
         mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (d, d))

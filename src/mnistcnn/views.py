@@ -191,23 +191,31 @@ def activations_png(out: Path) -> Path:
     return _save(fig, out)
 
 
-def inputs_png(originals, found, results, names, out: Path) -> Path:
-    """Per image: the picture with the ink that was counted (red) and a box per digit with its prediction, beside
-    the 28×28 input(s) the network saw. `found`: images.Extraction per image; `results`: predict.read_digits's."""
+def input_row(picture, ex) -> tuple[np.ndarray, float, np.ndarray]:
+    """What `inputs_png` keeps of one picture (so predict can free it before the next): a copy at most 900 px on
+    its longer side, RGB uint8 with the ink that was counted in red; its scale from the file's pixels (the
+    boxes' units); the 28×28 input(s). `picture`: images.Picture; `ex`: its images.Extraction."""
     import cv2
 
+    gray = np.asarray(picture.gray, np.float32)
+    f = min(1.0, 900 / max(gray.shape))  # a 12 MP photo is drawn from a small copy
+    shown = cv2.resize(gray, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else gray
+    ink = cv2.resize(ex.mask.astype(np.uint8), shown.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
+    rgb = np.repeat(shown[..., None], 3, axis=2)
+    rgb[ink] = 0.35 * rgb[ink] + 0.65 * np.array([1.0, 0.1, 0.1])
+    return (rgb * 255 + 0.5).astype(np.uint8), shown.shape[1] / picture.size[0], ex.digits
+
+
+def inputs_png(rows, results, names, out: Path) -> Path:
+    """Per image: the picture with the ink that was counted (red) and a box per digit with its prediction, beside
+    the 28×28 input(s) the network saw. `rows`: `input_row`'s per image; `results`: predict.read_digits's."""
     plt = _plt()
-    n = len(originals)
+    n = len(rows)
     grid = {"width_ratios": [1.4, 1]}
     fig, axes = plt.subplots(
         n, 2, figsize=(10, 3.2 * n), squeeze=False, layout="constrained", gridspec_kw=grid
     )
-    for row, (gray, ex, res) in enumerate(zip(originals, found, results)):
-        f = min(1.0, 900 / max(gray.shape))  # a 12 MP photo is drawn from a small copy
-        shown = cv2.resize(np.asarray(gray, np.float32), None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
-        ink = cv2.resize(ex.mask.astype(np.uint8), shown.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
-        rgb = np.repeat(shown[..., None], 3, axis=2)
-        rgb[ink] = 0.35 * rgb[ink] + 0.65 * np.array([1.0, 0.1, 0.1])
+    for row, ((rgb, f, seen), res) in enumerate(zip(rows, results)):
         ax = axes[row, 0]
         ax.imshow(rgb)
         for d in res["digits"]:
@@ -217,7 +225,6 @@ def inputs_png(originals, found, results, names, out: Path) -> Path:
             )
             ax.text(x0, y0 - 2, str(d["prediction"]), color="lime", fontsize=10, va="bottom", weight="bold")
         ax.set_title(f"{Path(names[row]).name}: ink (red) and digits found", fontsize=9)
-        seen = ex.digits
         strip = np.ones((28, 30 * len(seen) - 2), np.float32) * 0.5  # grey gaps between the inputs
         for k, d in enumerate(seen):
             strip[:, 30 * k : 30 * k + 28] = d

@@ -114,11 +114,8 @@ def predict(
     force: Force = False,
 ) -> None:
     """Read your own digit images (drawings or phone photos) and say which digit or number each one is."""
-    import numpy as np
-
     from mnistcnn.checkpoint import load_model
-    from mnistcnn.images import expand, extract, load_gray
-    from mnistcnn.predict import read_extraction
+    from mnistcnn.images import expand
 
     if not 1 <= top_k <= 10:
         raise fail(f"--top-k must be between 1 and 10; got {top_k}")
@@ -126,27 +123,54 @@ def predict(
         show_input = _picture(show_input, "--show-input", [checkpoint, *images], force, folders=True)
     ckpt, model = load_model(checkpoint, device)
     paths = expand(images)
-    grays = [load_gray(p) for p in paths]
-    found = [extract(g, multi, str(p)) for g, p in zip(grays, paths)]
-    results = [read_extraction(ckpt, model, f, multi) for f in found]
+    if show_input is not None and len(paths) > SHOW_MOST:
+        raise fail(f"--show-input draws at most {SHOW_MOST} images; got {len(paths)} (pass fewer)")
+    rows, drawn = [], []
+    for path, result, row in _read_each(paths, ckpt, model, multi, show_input is not None):
+        if json_out:
+            keep = ("prediction", "probabilities") + (("text", "digits") if multi else ())
+            rows.append({"path": str(path), **{k: result[k] for k in keep}})
+        else:
+            say(_said(path, result, multi, top_k))
+        drawn.append((row, result))
+    if json_out:
+        typer.echo(json.dumps(json_safe(rows), allow_nan=False))
     if show_input is not None:
         from mnistcnn.views import inputs_png
 
-        inputs_png(grays, found, results, [shown(p) for p in paths], show_input)
-    if json_out:
-        keep = ("prediction", "probabilities", "text", "digits") if multi else ("prediction", "probabilities")
-        rows = [{"path": str(p), **{k: r[k] for k in keep}} for p, r in zip(paths, results)]
-        typer.echo(json.dumps(json_safe(rows), allow_nan=False))
-        return
-    for p, r in zip(paths, results):
-        if multi:
-            each = ", ".join(f"{d['prediction']} {max(d['probabilities']):.1%}" for d in r["digits"])
-            say(f"{p}: {r['text']} ({each})")
+        inputs_png([r for r, _ in drawn], [r for _, r in drawn], [shown(p) for p in paths], show_input)
+        say(f"wrote {show_input}", err=json_out)
+
+
+SHOW_MOST = 100  # --show-input's figure: 3.2 inches a row; past this it is a poster, not a picture
+
+
+def _read_each(paths, ckpt, model, multi: bool, keep_rows: bool):
+    """One image at a time — decode, read, hand back, free — so memory holds one picture whatever the folder
+    holds: (path, the reading, the small row --show-input draws or None)."""
+    from mnistcnn.images import extract, load_picture
+    from mnistcnn.predict import read_extraction
+
+    for path in paths:
+        picture = load_picture(path)
+        found = extract(picture, multi, str(path))
+        result = read_extraction(ckpt, model, found, multi)
+        if keep_rows:
+            from mnistcnn.views import input_row
+
+            yield path, result, input_row(picture, found)
         else:
-            q = np.asarray(r["probabilities"])
-            say(f"{p}: " + ", ".join(f"{d} ({q[d]:.1%})" for d in np.argsort(-q)[:top_k]))
-    if show_input is not None:
-        say(f"wrote {show_input}")
+            yield path, result, None
+        del picture, found
+
+
+def _said(path, result: dict, multi: bool, top_k: int) -> str:
+    if multi:
+        each = ", ".join(f"{d['prediction']} {max(d['probabilities']):.1%}" for d in result["digits"])
+        return f"{path}: {result['text']} ({each})"
+    q = result["probabilities"]
+    best = sorted(range(10), key=lambda d: -q[d])[:top_k]
+    return f"{path}: " + ", ".join(f"{d} ({q[d]:.1%})" for d in best)
 
 
 def failures(

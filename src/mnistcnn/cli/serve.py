@@ -33,5 +33,13 @@ def serve(
     """Serve a local web page: draw or photograph a digit and watch MyNet read it; the model's summary, kernels,
     test accuracy, confusion and failures; the runs with their loss curves, live while they train. Ctrl-C stops."""
     from mnistcnn.serve.server import serve as run_server
+    from mnistcnn.serve.server import still_evaluating
 
     run_server(target, host, port, device, data_dir, say, lambda m: say(m, err=True))
+    if still_evaluating():  # stopped during a first evaluation: nothing else is left to do or to write
+        import os
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

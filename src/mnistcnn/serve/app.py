@@ -15,20 +15,20 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from mnistcnn import __version__
-from mnistcnn.errors import MnistcnnError
+from mnistcnn.errors import MnistcnnError, UnreadableImage
 from mnistcnn.outputs import json_safe
+from mnistcnn.serve.guard import Guard, Hosts, Stop
 from mnistcnn.serve.models import Models
-from mnistcnn.serve.reading import TooLarge, UnsupportedImage, read_upload
+from mnistcnn.serve.reading import PixelBudget, UnsupportedImage, read_upload
 from mnistcnn.serve.runs import Source, describe, read_after
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 10 * 1024 * 1024
-# The page loads nothing from elsewhere; the browser enforces it (images arrive as data: URLs).
-CSP = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+EVALUATING = "mnistcnn evaluation"  # the name of a thread computing a first evaluation (`in_daemon_thread`)
 PREDICT_BODY = {
     "requestBody": {
         "required": True,
@@ -50,8 +50,15 @@ class SafeJSON(JSONResponse):
         return super().render(json_safe(content))
 
 
-def create_app(target: Path | None, device: str = "cpu", data_dir: Path | None = None) -> FastAPI:
-    """The app for a checkpoint file, a run folder or a runs folder (None: ./runs, which may not exist yet)."""
+def create_app(
+    target: Path | None,
+    device: str = "cpu",
+    data_dir: Path | None = None,
+    hosts: Hosts | None = None,
+    stop: Stop | None = None,
+) -> FastAPI:
+    """The app for a checkpoint file, a run folder or a runs folder (None: ./runs, which may not exist yet).
+    `hosts`: the Host names it answers besides IP literals and localhost; `stop`: set when the server stops."""
     from mnistcnn.engine import resolve_device
 
     source = Source.resolve(target)
@@ -65,7 +72,7 @@ def create_app(target: Path | None, device: str = "cpu", data_dir: Path | None =
         redoc_url=None,
         default_response_class=SafeJSON,
     )
-    app.add_middleware(Guard, limit=MAX_BODY)
+    app.add_middleware(Guard, limit=MAX_BODY, hosts=hosts, stop=stop)
     _add_error_handlers(app)
     _add_api(app, source, models)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -108,6 +115,7 @@ def _add_api(app: FastAPI, source: Source, models: Models) -> None:
     # every request in flight would finish later (2 cores, 8 clients: 134 requests/s, p99 76 ms; with anyio's
     # 40 threads 114 requests/s, p99 104 ms; scripts/bench_serve.py).
     readers = anyio.CapacityLimiter(cores())
+    budget = PixelBudget()
 
     @app.post("/api/predict", openapi_extra=PREDICT_BODY)
     async def predict(
@@ -124,8 +132,9 @@ def _add_api(app: FastAPI, source: Source, models: Models) -> None:
         data, name = await _image_bytes(request)
         # CPU-bound: off the event loop, so requests are read and answered while others compute
         answer = await anyio.to_thread.run_sync(
-            lambda: read_upload(models.get(*source.checkpoint(run)), data, name, multi, features),
+            lambda: read_upload(models.get(*source.checkpoint(run)), data, name, multi, features, budget),
             limiter=readers,
+            abandon_on_cancel=True,  # the server stopping answers 503 at once; the read finishes unseen
         )
         return SafeJSON(answer)  # plain JSON types already: no jsonable_encoder pass
 
@@ -135,9 +144,9 @@ def _add_api(app: FastAPI, source: Source, models: Models) -> None:
         return models.get(*source.checkpoint(run)).info()
 
     @app.get("/api/model/evaluation")
-    def evaluation(run: str | None = Run) -> dict:
+    async def evaluation(run: str | None = Run) -> dict:
         """Test accuracy, confusion matrix and the most confident failures (computed once per checkpoint)."""
-        return models.get(*source.checkpoint(run)).evaluation()
+        return await in_daemon_thread(lambda: models.get(*source.checkpoint(run)).evaluation())
 
     @app.get("/api/runs")
     def runs() -> dict:
@@ -174,6 +183,32 @@ async def _image_bytes(request: Request) -> tuple[bytes, str]:
     )
 
 
+async def in_daemon_thread(work):
+    """`work()` in a thread of its own that the process does not wait for: awaiting it is cancelled at once when
+    the server stops (a first evaluation takes seconds), and the process exits without it."""
+    import asyncio
+    import threading
+
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def settle(value, error) -> None:
+        if not done.cancelled():
+            done.set_exception(error) if error is not None else done.set_result(value)
+
+    def run() -> None:
+        value = error = None
+        try:
+            value = work()
+        except BaseException as e:  # handed to the request, which raises it
+            error = e
+        with contextlib.suppress(RuntimeError):  # the loop closed: the server stopped meanwhile
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=run, name=EVALUATING, daemon=True).start()
+    return await done
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     import logging
 
@@ -181,7 +216,20 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(MnistcnnError)
     async def user_error(request: Request, exc: MnistcnnError) -> JSONResponse:
+        if isinstance(exc, UnreadableImage) or isinstance(exc.__cause__, UnreadableImage):
+            log.warning("%s %s: %s", request.method, request.url.path, exc)  # a decoder's or our own failure
         return JSONResponse({"error": str(exc)}, status_code=getattr(exc, "status", 400))
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+        log.warning(
+            "%s disconnected while sending %s %s; nothing was answered",
+            client,
+            request.method,
+            request.url.path,
+        )
+        return JSONResponse({"error": "the request body did not arrive whole"}, status_code=400)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -204,52 +252,3 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse({"error": f"internal error ({type(exc).__name__}); see the server's log"}, 500)
-
-
-class Guard:
-    """ASGI middleware: refuses bodies over `limit` bytes (by Content-Length, and by counting a streamed body)
-    with 413, answers HEAD as GET without the body, and adds the security headers (a Content-Security-Policy on
-    the page)."""
-
-    def __init__(self, app, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length", b"0")
-        if not length.isdigit() or int(length) > self.limit:
-            too_big = JSONResponse(
-                {"error": self._message()}, status_code=413, headers={"Connection": "close"}
-            )
-            return await too_big(scope, receive, send)
-        seen = 0
-
-        async def counted():
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise TooLarge(self._message())
-            return message
-
-        page = not scope["path"].startswith(("/docs", "/openapi.json"))  # Swagger UI loads from a CDN
-        head = scope["method"] == "HEAD"  # answered as GET without the body, wherever GET is (HTTP's rule)
-        if head:
-            scope = {**scope, "method": "GET"}
-
-        async def headed(message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers["X-Content-Type-Options"] = "nosniff"
-                headers["Referrer-Policy"] = "no-referrer"
-                if page:
-                    headers["Content-Security-Policy"] = CSP
-            elif head and message["type"] == "http.response.body":
-                message = {**message, "body": b""}
-            await send(message)
-
-        await self.app(scope, counted, headed)
-
-    def _message(self) -> str:
-        return f"the request body is over {self.limit // 1024 // 1024} MiB; send a smaller image (crop it to the digit)"

@@ -7,13 +7,18 @@ A checkpoint file that changed on disk (a run still training) is loaded again on
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mnistcnn.errors import MnistcnnError
 from mnistcnn.serve.runs import NotFound
 
+_log = logging.getLogger("mnistcnn.serve")
 FAILURES = 36  # the gallery's size, as `mnistcnn failures`
+MAX_FILE = 64 * 2**20  # MyNet's checkpoint with its optimizer state is ~0.5 MB
+MAX_UNPACKED = 256 * 2**20
 
 
 @dataclass
@@ -65,7 +70,7 @@ class Loaded:
         # format; the served model keeps answering meanwhile): accuracy and failures come from the same logits,
         # equal to `mnistcnn eval`'s even if last.pt is rewritten meanwhile
         twin = model_from_checkpoint(self.ckpt, self.path).to(next(self.model.parameters()).device)
-        p = predict_test_set(self.ckpt, twin, self.data_dir)
+        p = predict_test_set(self.ckpt, twin, self.data_dir, log=_log.info)
         metrics = p["metrics"]
         wrong = np.flatnonzero(p["pred"] != p["labels"])
         worst = wrong[np.argsort(-p["conf"][wrong], kind="stable")][:FAILURES]
@@ -83,13 +88,40 @@ class Loaded:
         return {**{k: metrics[k] for k in keys}, "misclassified": len(wrong), "failures": failures}
 
 
+class TooBig(MnistcnnError):
+    status = 413
+
+
+def check_size(name: str, path: Path, size: int) -> None:
+    """A checkpoint the server will not load: over MAX_FILE on disk, or a zip (torch's format) whose members
+    unpack to more than MAX_UNPACKED (a zip bomb: a few MB that torch.load would inflate for seconds)."""
+    import zipfile
+
+    if size > MAX_FILE:
+        raise TooBig(
+            f"checkpoint {name!r} is {size / 2**20:.0f} MiB, over the server's {MAX_FILE >> 20} MiB limit"
+        )
+    try:
+        with zipfile.ZipFile(path) as z:
+            unpacked = sum(i.file_size for i in z.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # not a zip: torch.load (weights_only) refuses it with its own one line
+    if unpacked > MAX_UNPACKED:
+        raise TooBig(
+            f"checkpoint {name!r} unpacks to {unpacked / 2**20:.0f} MiB, over the server's "
+            f"{MAX_UNPACKED >> 20} MiB limit (MyNet's is under 1 MiB); it is not a MyNet checkpoint"
+        )
+
+
 class Models:
-    """Loaded checkpoints by path; thread-safe."""
+    """Loaded checkpoints by path; thread-safe. Each checkpoint has its own loading lock: a slow or hostile one
+    (`?run=`) holds only the requests for it, never the others'."""
 
     def __init__(self, device: str = "cpu", data_dir: Path | None = None) -> None:
         self.device, self.data_dir = device, data_dir
         self._loaded: dict[Path, Loaded] = {}
-        self._lock = threading.Lock()
+        self._locks: dict[Path, threading.Lock] = {}
+        self._lock = threading.Lock()  # guards the two dicts only, never held while loading
 
     def get(self, name: str, path: Path) -> Loaded:
         try:
@@ -98,11 +130,17 @@ class Models:
             raise NotFound(f"checkpoint {name!r} is gone (deleted while the server runs)") from None
         stamp = (st.st_mtime_ns, st.st_size)
         key = path.resolve()
+        cached = self._loaded.get(key)
+        if cached is not None and cached.stamp == stamp:
+            return cached
         with self._lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
             cached = self._loaded.get(key)
             if cached is None or cached.stamp != stamp:
                 from mnistcnn.checkpoint import load_model
 
+                check_size(name, path, st.st_size)
                 ckpt, model = load_model(path, self.device)
                 cached = Loaded(name, path, stamp, ckpt, model, self.device, self.data_dir)
                 self._loaded[key] = cached

@@ -57,34 +57,121 @@ def url_of(sock: socket.socket) -> str:
 def serve(
     target: Path | None, host: str, port: int, device: str, data_dir: Path | None, echo=print, warn=None
 ) -> None:
-    """Serve until Ctrl-C or SIGTERM (uvicorn finishes open requests, then this returns). `echo` prints the URL,
-    `warn` a warning (default: to stderr)."""
-    import cv2
-    import torch
-    import uvicorn
-
-    from mnistcnn.serve.app import create_app
-
-    torch.set_num_threads(THREADS)
-    cv2.setNumThreads(THREADS)
-    app = create_app(target, device, data_dir)
-    sock = bind(host, port)
-    app.state.warm_up()
+    """Serve until Ctrl-C or SIGTERM, in whichever phase it comes: while starting (before the URL) it stops at
+    once; while serving, uvicorn stops accepting, what is in flight is answered (a 503 JSON after
+    guard.GRACE, or at once on a second signal) and this returns. `echo` prints the URL, `warn` a warning
+    (default: to stderr). Returns with SIGINT/SIGTERM ignored, so that a late Ctrl-C cannot print a traceback
+    while the process exits."""
+    pending: list[int] = []
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, _interrupt)
+    try:
+        app, sock, stop = _start(target, host, port, device, data_dir)
+    except KeyboardInterrupt:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)
+        (warn or _to_stderr)("stopped before serving")
+        return
+    for s in (signal.SIGINT, signal.SIGTERM):  # until uvicorn's own handlers are in place
+        signal.signal(s, lambda sig, _: pending.append(sig))
     if not is_loopback(host):
         (warn or _to_stderr)(
             f"warning: --host {host} makes the page reachable from other machines; it has no login"
         )
     echo(f"serving mnistcnn at {url_of(sock)} (Ctrl-C stops)")
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
-    # uvicorn shuts down on SIGINT/SIGTERM, restores the handlers it found and raises the signal again; these
-    # no-op handlers make that a clean return (exit 0) instead of a KeyboardInterrupt or a death by SIGTERM
-    previous = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        make_server(app, stop, pending).run(sockets=[sock])
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)
         sock.close()
+
+
+def still_evaluating() -> bool:
+    """A first evaluation is still running in its daemon thread (the server stopped under it): the process
+    must leave with os._exit, since finalizing the interpreter under torch's running kernels aborts it
+    ("terminate called without an active exception", SIGABRT)."""
+    import threading
+
+    from mnistcnn.serve.app import EVALUATING
+
+    return any(t.name == EVALUATING and t.is_alive() for t in threading.enumerate())
+
+
+def _interrupt(sig, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM too: the start is abandoned the way Ctrl-C abandons it
+
+
+def _start(target, host: str, port: int, device: str, data_dir):
+    """Import, build the app, bind, read one digit (warm-up): every phase before the URL is printed."""
+    import cv2
+    import torch
+
+    from mnistcnn.serve.app import create_app
+    from mnistcnn.serve.guard import Hosts, Stop
+
+    torch.set_num_threads(THREADS)
+    cv2.setNumThreads(THREADS)
+    stop = Stop()
+    app = create_app(target, device, data_dir, hosts=Hosts(host_names(host)), stop=stop)
+    sock = bind(host, port)
+    try:
+        app.state.warm_up()
+    except BaseException:
+        sock.close()
+        raise
+    return app, sock, stop
+
+
+def host_names(host: str) -> set[str]:
+    """The names this server answers for besides localhost and IP literals: --host itself when it is a name,
+    and this machine's names when it listens on every address (0.0.0.0, ::)."""
+    names = set() if _is_ip(host) else {host}
+    if host in ("0.0.0.0", "::", ""):
+        names |= {socket.gethostname(), socket.getfqdn()}
+    return names
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def make_server(app, stop, pending=(), http=None):
+    """uvicorn's Server with the timed protocol (`protocol.TimedH11`, or `http`), told of each signal first so
+    that the guard answers what is in flight: a 503 JSON after guard.GRACE, at once on a second signal (SIGINT
+    or SIGTERM). `pending`: signals that came before uvicorn's handlers were in place."""
+    import asyncio
+
+    import uvicorn
+
+    from mnistcnn.serve.protocol import TimedH11
+
+    class Server(uvicorn.Server):
+        loop = None
+
+        def handle_exit(self, sig, frame) -> None:
+            if self.loop is not None and stop is not None:
+                (stop.now if self.should_exit else stop.begin)(self.loop)
+            if self.should_exit:
+                self.force_exit = True
+            super().handle_exit(sig, frame)
+
+        async def startup(self, sockets=None) -> None:
+            self.loop = asyncio.get_running_loop()
+            await super().startup(sockets)
+            for sig in pending:
+                self.handle_exit(sig, None)
+
+    # lifespan off: the app has no start-up or shutdown hooks, and a forced stop would cancel the lifespan task
+    # mid-wait, which uvicorn logs as a traceback
+    config = uvicorn.Config(
+        app, log_level="warning", timeout_graceful_shutdown=5, http=http or TimedH11, lifespan="off"
+    )
+    return Server(config)
 
 
 def _to_stderr(message: str) -> None:
