@@ -135,7 +135,9 @@ def test_server_shows_nothing_through_a_link_out_of_the_served_folder(run, secre
     (run / "metrics.jsonl").unlink()
     (run / "metrics.jsonl").symlink_to(trained / "metrics.jsonl")
     (root / "away").symlink_to(trained, target_is_directory=True)  # a whole run folder linked in
-    c = TestClient(create_app(root, "cpu", mnist_root), raise_server_exceptions=False)
+    c = TestClient(
+        create_app(root, "cpu", mnist_root), base_url="http://localhost", raise_server_exceptions=False
+    )
     listing = c.get("/api/runs")
     assert listing.status_code == 200 and "hunter2" not in listing.text, listing.text
     assert [r["name"] for r in listing.json()["runs"]] == ["run"]
@@ -196,7 +198,7 @@ def test_a_huge_sparse_metrics_file_is_one_line_and_costs_nothing(run, tmp_path,
         f.truncate(2_000_000_000)  # 2 GB of holes after the real records
     error = one_error(runner.invoke(app, ["plot-loss", str(run), "--out", str(tmp_path / "l.png")]))
     assert "holds 1.9 GiB, more than the 256 MiB" in error, error
-    c = TestClient(create_app(run, "cpu", mnist_root))
+    c = TestClient(create_app(run, "cpu", mnist_root), base_url="http://localhost")
     tracemalloc.start()
     listing, poll = c.get("/api/runs"), c.get("/api/runs/run/metrics")
     peak = tracemalloc.get_traced_memory()[1]
@@ -259,7 +261,9 @@ def test_a_run_folder_whose_name_is_not_utf8_is_listed_escaped(trained, tmp_path
     root.mkdir()
     odd = os.fsdecode(b"run-\xff\x1b[31m")
     shutil.copytree(trained, root / odd)
-    c = TestClient(create_app(root, "cpu", mnist_root), raise_server_exceptions=False)
+    c = TestClient(
+        create_app(root, "cpu", mnist_root), base_url="http://localhost", raise_server_exceptions=False
+    )
     listing = c.get("/api/runs")
     assert listing.status_code == 200, listing.text
     (row,) = listing.json()["runs"]
