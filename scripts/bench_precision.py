@@ -142,7 +142,8 @@ def main() -> None:
             s = r[precision]
             accs = " / ".join(f"{100 * a:.2f}" for a in s["test_acc"])
             print(
-                f"{recipe:<10}{precision:<10}{s['median_wall_s']:>8.1f}{s['median_images_per_s']:>9,.0f}  {accs} %"
+                f"{recipe:<10}{precision:<10}{s['median_wall_s']:>8.1f}{s['median_cpu_s']:>8.1f}"
+                f"{s['median_images_per_s']:>9,.0f}  {accs} %"
             )
         print(
             f"{'':<10}bf16/fp32: wall {1 / r['bf16_speedup_wall']:.2f}x, CPU {1 / r['bf16_speedup_cpu']:.2f}x, "
