@@ -187,9 +187,8 @@ PICTURES = {
 }
 
 
-@pytest.mark.parametrize("command", sorted(PICTURES))
-def test_picture_commands(command, base, mnist_root, tmp_path, monkeypatch, request):
-    """The old picture at --out stays until the new one is whole; the inputs are never touched."""
+def picture_setup(command, base, mnist_root, tmp_path, request):
+    """A private run, the drawn seven and an old picture at OUT; PICTURES[command] with its placeholders filled."""
     if command != "plot-loss":
         request.getfixturevalue("quick_pictures")
     shutil.copytree(base / "run", tmp_path / "run")
@@ -197,10 +196,17 @@ def test_picture_commands(command, base, mnist_root, tmp_path, monkeypatch, requ
     out = tmp_path / "out.png"
     out.write_bytes(OLD_PNG)
     where = {"RUN": tmp_path / "run", "DATA": mnist_root, "SEVEN": tmp_path / "seven.png", "OUT": out}
-    args = [
-        str(where[a.split("/")[0]]) + a[len(a.split("/")[0]) :] if a.split("/")[0] in where else a
-        for a in PICTURES[command]
-    ]
+    args = []
+    for a in PICTURES[command]:
+        head = a.split("/")[0]
+        args.append(str(where[head]) + a[len(head) :] if head in where else a)
+    return out, args
+
+
+@pytest.mark.parametrize("command", sorted(PICTURES))
+def test_picture_commands(command, base, mnist_root, tmp_path, monkeypatch, request):
+    """The old picture at --out stays until the new one is whole; the inputs are never touched."""
+    out, args = picture_setup(command, base, mnist_root, tmp_path, request)
     assert walk(tmp_path, monkeypatch, args) >= 4  # open, write, fsync, replace
     assert out.read_bytes()[:8] == OLD_PNG[:8] and out.read_bytes() != OLD_PNG
 
@@ -208,17 +214,7 @@ def test_picture_commands(command, base, mnist_root, tmp_path, monkeypatch, requ
 @pytest.mark.parametrize("command", ["plot-loss", "predict-show-input", "show-activations", "failures"])
 def test_picture_commands_interrupted_at_any_write(command, base, mnist_root, tmp_path, monkeypatch, request):
     """SIGINT (as KeyboardInterrupt) at each write: the old picture stays, no `.out.png.tmpPID` is left."""
-    if command != "plot-loss":
-        request.getfixturevalue("quick_pictures")
-    shutil.copytree(base / "run", tmp_path / "run")
-    shutil.copy(base / "seven.png", tmp_path / "seven.png")
-    out = tmp_path / "out.png"
-    out.write_bytes(OLD_PNG)
-    where = {"RUN": tmp_path / "run", "DATA": mnist_root, "SEVEN": tmp_path / "seven.png", "OUT": out}
-    args = [
-        str(where.get(a.split("/")[0], a.split("/")[0])) + a[len(a.split("/")[0]) :]
-        for a in PICTURES[command]
-    ]
+    out, args = picture_setup(command, base, mnist_root, tmp_path, request)
     assert walk_interrupted(tmp_path, monkeypatch, args) >= 4
 
 
