@@ -97,26 +97,38 @@ def _unpickled(f, path: Path, map_location):
         ) from None
 
 
-def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint"):
-    """Rebuild MyNet from a checkpoint `load` accepted (its config says which activation)."""
-    from mnistcnn.model import MyNet
+def model_args(ckpt: dict) -> dict:
+    """The constructor arguments of the checkpoint's model (older checkpoints: MyNet's, from the config)."""
+    from mnistcnn import kinds
 
-    model = MyNet(activation=ckpt["config"].get("activation", "relu"))
+    return ckpt.get("model_args") or kinds.of_checkpoint(ckpt).args_of(ckpt["config"])
+
+
+def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint"):
+    """Rebuild the checkpoint's model (MyNet, or the generative kind it names) from one `load` accepted."""
+    from mnistcnn import kinds
+
+    kind = kinds.of_checkpoint(ckpt)
+    model = kind.build(model_args(ckpt))
     try:
         model.load_state_dict(ckpt["model"])
     except (RuntimeError, ValueError, TypeError, AttributeError, KeyError) as e:  # a dict load() never saw
         raise CheckpointError(
-            f"{path} does not hold MyNet weights ({str(e).splitlines()[0][:120]})"
+            f"{path} does not hold the weights of {kind.what} ({str(e).splitlines()[0][:120]})"
         ) from None
     return model.eval()
 
 
-def load_model(path, device: str = "cpu"):
-    """(checkpoint dict, MyNet in eval mode on `device`) from a checkpoint file or run folder."""
+def load_model(path, device: str = "cpu", needs: str | None = "mynet", command: str = "this command"):
+    """(checkpoint dict, its model in eval mode on `device`) from a checkpoint file or run folder. `needs`: the
+    kinds `command` can use (kinds.require; None: any), checked before the model is built."""
+    from mnistcnn import kinds
     from mnistcnn.engine import resolve_device
 
     dev = resolve_device(device)  # first: an absent device is reported before any file work
     ckpt = load(path)
+    if needs is not None:
+        kinds.require(ckpt, path, needs, command)
     return ckpt, model_from_checkpoint(ckpt, path).to(dev)
 
 
@@ -125,6 +137,8 @@ def normalization(ckpt: dict) -> tuple[float, float]:
     The values passed the config's checks in `load` (finite, std >= 1e-3)."""
     from mnistcnn.config import normalization as of_config
 
+    if ckpt["config"].get("model", "mynet") != "mynet":
+        return 0.0, 1.0  # generative kinds take pixels/255
     return of_config(ckpt["config"].get("mean"), ckpt["config"].get("std"))
 
 
@@ -135,10 +149,10 @@ class Position:
     epoch: int = 0
     batch: int = 0
     step: int = 0
-    best: float = -1.0
+    best: float = float("-inf")  # the best score so far (higher is better: kinds' Task.score)
     history: list = field(default_factory=list)
     losses: list = field(default_factory=list)
-    correct: int = 0
+    sums: list = field(default_factory=list)  # the kind's per-epoch sums so far (MyNet: [correct])
     seconds: float = 0.0
 
     @classmethod
@@ -147,24 +161,28 @@ class Position:
             return cls()
         partial = ckpt.get("partial") or {}
         history = [r for r in ckpt.get("metrics", []) if r.get("type") == "epoch"]
+        best = ckpt.get("best")
         return cls(
             ckpt["epoch"],
             ckpt.get("batch", 0),
             ckpt["step"],
-            ckpt.get("best", -1.0),
+            float("-inf") if best is None else best,
             history,
             partial.get("losses", []),
-            partial.get("correct", 0),
+            partial.get("sums", [partial.get("correct", 0)]),  # "correct": checkpoints before 0.5
             partial.get("seconds", 0.0),
         )
 
 
-def build(model, optimizer, cfg, epoch, batch, step, history, best, partial=None, run_id=None) -> dict:
+def build(
+    model, optimizer, cfg, epoch, batch, step, history, best, partial=None, run_id=None, kind="mynet", model_args=None
+) -> dict:
     """Everything needed to continue exactly: `epoch` epochs done plus `batch` batches of the next one.
 
     No RNG state: the weights are drawn once from the seed and every epoch's order is a pure function of
-    (seed, epoch), so the position alone says what comes next. `run_id`: the run folder's identity (resume
-    refuses a checkpoint whose id differs from its folder's config.json)."""
+    (seed, epoch), and a generative kind's noise of (seed, step), so the position alone says what comes next.
+    `run_id`: the run folder's identity (resume refuses a checkpoint whose id differs from its folder's
+    config.json). `kind`, `model_args`: what `model_from_checkpoint` builds (kinds.py)."""
     opt_state = optimizer.state_dict()
     for group in opt_state["param_groups"]:  # a tensor LR (CUDA graphs) is stored as a plain float
         if isinstance(group.get("lr"), torch.Tensor):
@@ -176,10 +194,12 @@ def build(model, optimizer, cfg, epoch, batch, step, history, best, partial=None
         "epoch": epoch,
         "batch": batch,
         "step": step,
-        "best": best,
+        "best": best if best != float("-inf") else None,
         "partial": partial or {},
         "metrics": list(history),
         "run_id": run_id,
+        "kind": kind,
+        "model_args": dict(model_args) if model_args is not None else {"activation": cfg.activation},
     }
 
 

@@ -44,6 +44,14 @@ class TrainConfig(BaseModel):
         5, "5 epochs of one-cycle Adam reach >= 99.2 % (99.24 %, README)", "length", gt=0, le=10_000
     )
     # --- recipe (changing these changes what is trained) ---
+    model: Literal["mynet", "ae", "vae", "cvae", "gan"] = _key(
+        "mynet", "the lecture's classifier, or a generative kind (mnistcnn summary --model KIND)"
+    )
+    latent: int | None = _key(
+        None, "generative kinds: size of the latent code (None = the kind's default)", ge=2, le=512
+    )
+    d_lr_ratio: float = _key(2.0, "gan only: the discriminator's LR over the generator's (TTUR)", gt=0, le=100)
+    ema: float = _key(0.999, "gan only: decay of the generator's moving average (samples come from it)", ge=0, lt=1)
     batch_size: int = _key(128, "keeps the CPU/GPU busy, yet many updates per epoch", gt=0, le=MNIST_TRAIN)
     lr: float = _key(
         3e-3, "peak LR of the one-cycle schedule; Adam on MyNet diverges above ~1e-2", gt=0, le=10
@@ -89,7 +97,7 @@ class TrainConfig(BaseModel):
         0, "host sync interval in steps (0 = about twice a second)", "engine", ge=0, le=10**6
     )
 
-    @field_validator("mean", "std", "train_limit", mode="before")
+    @field_validator("mean", "std", "train_limit", "latent", mode="before")
     @classmethod
     def _none(cls, value):
         return (
@@ -108,7 +116,8 @@ class TrainConfig(BaseModel):
         return self
 
     def normalization(self) -> tuple[float, float]:
-        return normalization(self.mean, self.std)
+        """(mean, std) of the model's input; generative kinds model pixels/255 themselves (mean/std unused)."""
+        return normalization(self.mean, self.std) if self.model == "mynet" else (0.0, 1.0)
 
     def to_dict(self) -> dict:
         return self.model_dump()
@@ -274,8 +283,7 @@ def catalog() -> list[dict]:
     rows = []
     for name in recipes.names():
         cfg = load_config(name)
-        model = getattr(cfg, "model", "mynet")  # one kind today: MyNet
-        rows.append({"name": name, "model": model, "epochs": cfg.epochs, "batch_size": cfg.batch_size})
+        rows.append({"name": name, "model": cfg.model, "epochs": cfg.epochs, "batch_size": cfg.batch_size})
         rows[-1].update(recipes.header(name))
     return rows
 

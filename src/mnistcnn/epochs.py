@@ -61,25 +61,25 @@ def resident_epoch(stepper: Stepper, perm, bs: int, step: int, lrs, lr_table, wo
         if world.distributed:
             block = block.view(k, bs).tensor_split(world.size, dim=1)[world.rank].reshape(-1)
         s = step + i - begin
-        yield stepper.steps(block, lrs[s : s + k], lr_table[s : s + k] if lr_table is not None else None)
+        yield stepper.steps(block, lrs[s : s + k], lr_table[s : s + k] if lr_table is not None else None, s)
         i += k
     if n % bs and i == full:  # the last, smaller batch is trained on, never dropped
         last = world.shard(perm[full * bs :])
         set_lr(stepper.optimizer, lrs[step + full - begin])
         scale = world.size / (n - full * bs) if world.distributed else None
-        loss, ok = stepper.train_on(stepper.x[last], stepper.y[last], scale)
+        loss, ok = stepper.train_on(stepper.x[last], stepper.y[last], scale, step + full - begin)
         yield loss[None], ok
 
 
 def torchvision_epoch(
-    stepper: Stepper, root, order, cfg: TrainConfig, lrs, channels_last: bool, begin: int = 0
+    stepper: Stepper, root, order, cfg: TrainConfig, lrs, channels_last: bool, begin: int = 0, step: int = 0
 ):
-    """The lecture's DataLoader path: batches arrive as CPU tensors, one step each."""
+    """The lecture's DataLoader path: batches arrive as CPU tensors, one step each (`step`: the first's number)."""
     rest = order[begin * cfg.batch_size :]
     for j, (xb, yb) in enumerate(data.torchvision_batches(root, rest, cfg.batch_size, *cfg.normalization())):
         xb, yb = xb.to(stepper.device, non_blocking=True), yb.to(stepper.device, non_blocking=True)
         if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
         set_lr(stepper.optimizer, lrs[j])
-        loss, ok = stepper.train_on(xb, yb)
+        loss, ok = stepper.train_on(xb, yb, step=step + j)
         yield loss[None], ok

@@ -77,6 +77,7 @@ PICTURE = Kind(
     (".png", ".svg", ".pdf", ".jpg", ".jpeg"),
     (b"\x89PNG\r\n\x1a\n", b"<?xml", b"<svg", b"%PDF-", b"\xff\xd8\xff"),
 )
+DIGITS = Kind("generated digits", (".png", ".npy"), (b"\x89PNG\r\n\x1a\n", b"\x93NUMPY"))  # mnistcnn generate
 ONNX = Kind("an ONNX export", (".onnx",), (b"\x08",))  # ModelProto starts with field 1 (ir_version)
 TORCHSCRIPT = Kind("a TorchScript export", (".pt", ".pth", ".ts"), zip_member="/constants.pkl")
 

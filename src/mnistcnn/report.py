@@ -35,11 +35,26 @@ class Silent:
     def end_epoch(self, record: dict) -> None: ...
 
 
+# What an epoch line shows besides the losses, in order (each kind records some of them): (key, label, unit).
+_SHOWN = (
+    ("train_g_loss", "G loss", ""),
+    ("train_acc", "train acc", "%"),
+    ("train_kl", "KL", ""),
+    ("val_loss", "val loss", ""),
+    ("val_acc", "val acc", "%"),
+    ("val_d_real", "D(real val)", ""),
+    ("val_d_fake", "D(fake)", ""),
+)
+
+
 def format_epoch(r: dict) -> str:
-    text = f"epoch {r['epoch']}: train loss {r['train_loss']:.4f}, train acc {100 * r['train_acc']:.2f} %"
-    if "val_acc" in r:
-        text += f", val loss {r['val_loss']:.4f}, val acc {100 * r['val_acc']:.2f} %"
-    return text + f", {r['seconds']:.1f} s ({r['images_per_s']:,.0f} img/s)"
+    """One line per epoch: MyNet's loss and accuracies, a VAE's ELBO terms, a GAN's D and G losses."""
+    label = "D loss" if "train_g_loss" in r else "train loss"
+    parts = [f"{label} {r['train_loss']:.4f}"]
+    for key, name, unit in _SHOWN:
+        if key in r:
+            parts.append(f"{name} {100 * r[key]:.2f} %" if unit == "%" else f"{name} {r[key]:.4f}")
+    return f"epoch {r['epoch']}: " + ", ".join(parts) + f", {r['seconds']:.1f} s ({r['images_per_s']:,.0f} img/s)"
 
 
 class PlainReporter:

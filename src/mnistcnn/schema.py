@@ -1,5 +1,6 @@
-"""The checkpoint schema: what a checkpoint dict must hold before anything uses it — types, ranges, MyNet's tensor
-names/shapes/dtypes, the optimizer state's structure, a config TrainConfig accepts, a consistent position.
+"""The checkpoint schema: what a checkpoint dict must hold before anything uses it — types, ranges, the model's
+tensor names/shapes/dtypes (its kind's module built on the meta device: kinds.expected_shapes), the optimizer
+state's structure, a config TrainConfig accepts, a consistent position.
 
 Usage: `cfg = check(ckpt, path)` (eval, predict, show, summary, export); `check(ckpt, path, resume=True)`
 (--resume needs the optimizer state and the position too). Any violation is one CheckpointError naming the field.
@@ -15,7 +16,8 @@ import torch
 from mnistcnn.config import MNIST_TRAIN, TrainConfig, from_dict
 from mnistcnn.errors import CheckpointError, ConfigError
 
-# MyNet's state dict, in parameter order (the optimizer state numbers the parameters 0..5 in this order).
+# MyNet's state dict, in parameter order (the optimizer state numbers the parameters 0..5 in this order); a test
+# pins it against the module the registry builds.
 MODEL_SHAPES = {
     "conv1.weight": (32, 1, 3, 3),
     "conv1.bias": (32,),
@@ -24,7 +26,6 @@ MODEL_SHAPES = {
     "fc1.weight": (10, 2304),
     "fc1.bias": (10,),
 }
-PARAM_SHAPES = tuple(MODEL_SHAPES.values())
 # Hyper-parameters each optimizer's param group must carry, and the entries its per-parameter state may hold.
 GROUP_KEYS = {
     "adam": ("lr", "betas", "eps", "weight_decay", "amsgrad"),
@@ -103,7 +104,8 @@ def check(ckpt: typing.Any, path, resume: bool = False) -> TrainConfig:
     except ConfigError as e:
         raise CheckpointError(f"{path} holds a config this mnistcnn cannot use: {e}") from None
     try:
-        check_model(ckpt["model"])
+        shapes, groups = expected(ckpt, cfg)
+        check_model(ckpt["model"], shapes, ckpt.get("kind", "mynet"))
         if resume:
             for key in ("optimizer", "epoch", "step"):
                 if key not in ckpt:
@@ -111,7 +113,7 @@ def check(ckpt: typing.Any, path, resume: bool = False) -> TrainConfig:
                         key, "is missing (a checkpoint to resume from has model, optimizer, epoch, step)"
                     )
         if "optimizer" in ckpt:
-            check_optimizer(ckpt["optimizer"], cfg.optimizer)
+            check_optimizer(ckpt["optimizer"], cfg.optimizer, groups)
         check_position(ckpt, cfg, resume)
     except Bad as e:
         if isinstance(e, NonFinite) and e.field.startswith("model."):
@@ -123,53 +125,79 @@ def check(ckpt: typing.Any, path, resume: bool = False) -> TrainConfig:
     return cfg
 
 
-def check_model(model) -> None:
+def expected(ckpt: dict, cfg: TrainConfig) -> tuple[dict, list[list[tuple]]]:
+    """(state_dict shapes, per optimizer group the parameter shapes) of the model the checkpoint says it holds:
+    its `kind` and `model_args` must agree with its config, and the shapes are the built module's own."""
+    from mnistcnn import kinds
+
+    kind = ckpt.get("kind", "mynet")
+    if kind not in kinds.KINDS:
+        raise Bad("kind", f"must be one of {', '.join(kinds.NAMES)}; got {_show(kind)}")
+    if kind != cfg.model:
+        raise Bad("kind", f"is {kind!r} but the config trains {cfg.model!r}")
+    want = kinds.KINDS[kind].args_of(cfg.to_dict())
+    args = ckpt.get("model_args", want)
+    if args != want:
+        raise Bad("model_args", f"must be {want} (what the config asks for); got {_show(args)}")
+    return kinds.expected_shapes(kind, want)
+
+
+def check_model(model, shapes: dict, kind: str = "mynet") -> None:
+    what = "MyNet's" if kind == "mynet" else f"the {kind}'s"
     if not isinstance(model, dict):
-        raise Bad("model", f"must be MyNet's state dict; got {_show(model)}")
-    for name, shape in MODEL_SHAPES.items():
+        raise Bad("model", f"must be {what} state dict; got {_show(model)}")
+    for name, shape in shapes.items():
         if name not in model:
-            raise Bad("model", f"has no {name} (not MyNet's weights)")
+            raise Bad("model", f"has no {name} (not {what} weights)")
         tensor(model[name], f"model.{name}", shape)
-    extra = [k for k in model if k not in MODEL_SHAPES]
+    extra = [k for k in model if k not in shapes]
     if extra:
-        raise Bad("model", f"has an entry MyNet does not have: {_show(extra[0])}")
+        raise Bad("model", f"has an entry {what} model does not have: {_show(extra[0])}")
 
 
-def check_optimizer(opt, kind: str) -> None:
-    """The structure torch's Optimizer.load_state_dict expects, for the config's optimizer (adam or sgd)."""
+def check_optimizer(opt, kind: str, groups_shapes: list[list[tuple]] | None = None) -> None:
+    """The structure torch's Optimizer.load_state_dict expects, for the config's optimizer (adam or sgd) and
+    the model's parameter groups (`groups_shapes`: per group its parameters' shapes; default MyNet's one)."""
+    if groups_shapes is None:
+        groups_shapes = [list(MODEL_SHAPES.values())]
+    shapes = [shape for g in groups_shapes for shape in g]
     if not isinstance(opt, dict) or not isinstance(opt.get("param_groups"), list) or "state" not in opt:
         raise Bad("optimizer", f"must be a dict with state and param_groups; got {_show(opt)}")
     groups, state = opt["param_groups"], opt["state"]
-    if len(groups) != 1 or not isinstance(groups[0], dict):
-        raise Bad("optimizer.param_groups", "must be a list of one dict (MyNet trains as one group)")
-    group = groups[0]
-    if group.get("params") != list(range(len(PARAM_SHAPES))):
-        raise Bad(
-            "optimizer.param_groups[0].params",
-            f"must be [0, 1, 2, 3, 4, 5]; got {_show(group.get('params'))}",
-        )
-    for key in GROUP_KEYS[kind]:
-        if key not in group:
-            raise Bad(f"optimizer.param_groups[0].{key}", f"is missing (not a {kind} state)")
-    for key, value in group.items():
-        check_group_value(key, value)
+    if len(groups) != len(groups_shapes) or not all(isinstance(g, dict) for g in groups):
+        n = len(groups_shapes)
+        raise Bad("optimizer.param_groups", f"must be a list of {n} dict{'s' if n > 1 else ''} (the model's groups)")
+    first = 0
+    for g, (group, sizes) in enumerate(zip(groups, groups_shapes)):
+        numbers = list(range(first, first + len(sizes)))
+        if group.get("params") != numbers:
+            shown_numbers = f"[{numbers[0]}, ..., {numbers[-1]}]" if len(numbers) > 6 else str(numbers)
+            raise Bad(
+                f"optimizer.param_groups[{g}].params", f"must be {shown_numbers}; got {_show(group.get('params'))}"
+            )
+        first += len(sizes)
+        for key in GROUP_KEYS[kind]:
+            if key not in group:
+                raise Bad(f"optimizer.param_groups[{g}].{key}", f"is missing (not a {kind} state)")
+        for key, value in group.items():
+            check_group_value(key, value, g)
     if not isinstance(state, dict):
         raise Bad("optimizer.state", f"must be a dict; got {_show(state)}")
     for index, entry in state.items():
         field = f"optimizer.state[{_show(index)}]"
-        if not is_int(index) or not 0 <= index < len(PARAM_SHAPES) or not isinstance(entry, dict):
-            raise Bad(field, "must map a parameter number 0..5 to a dict of tensors")
+        if not is_int(index) or not 0 <= index < len(shapes) or not isinstance(entry, dict):
+            raise Bad(field, f"must map a parameter number 0..{len(shapes) - 1} to a dict of tensors")
         for key, value in entry.items():
             if key not in STATE_KEYS[kind]:
                 raise Bad(f"{field}", f"has an entry a {kind} state does not have: {_show(key)}")
             if key == "step":
                 number(value, f"{field}.step", 0, 2**53)
             elif not (key == "momentum_buffer" and value is None):
-                tensor(value, f"{field}.{key}", PARAM_SHAPES[index])
+                tensor(value, f"{field}.{key}", shapes[index])
 
 
-def check_group_value(key, value) -> None:
-    field = f"optimizer.param_groups[0].{key if isinstance(key, str) else _show(key)}"
+def check_group_value(key, value, g: int = 0) -> None:
+    field = f"optimizer.param_groups[{g}].{key if isinstance(key, str) else _show(key)}"
     if key == "params":
         return
     if key == "betas":
@@ -177,7 +205,7 @@ def check_group_value(key, value) -> None:
             raise Bad(field, f"must be two numbers in [0, 1); got {_show(value)}")
         for beta in value:
             number(beta, field, 0, 0.999999)
-    elif key in ("lr", "eps", "weight_decay", "momentum", "dampening"):
+    elif key in ("lr", "eps", "weight_decay", "momentum", "dampening", "lr_ratio"):
         number(value, field, 0, 1e6)
     elif key == "param_names":
         if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
@@ -192,8 +220,8 @@ def check_position(ckpt: dict, cfg: TrainConfig, resume: bool) -> None:
     most = math.ceil(MNIST_TRAIN / cfg.batch_size)  # steps per epoch on the largest training set
     batch = integer(ckpt, "batch", 0, most - 1) if "batch" in ckpt else 0
     step = integer(ckpt, "step", 0, (cfg.epochs + 1) * most) if "step" in ckpt else None
-    if "best" in ckpt:
-        number(ckpt["best"], "best", -1, 10**6)
+    if ckpt.get("best") is not None:  # None: no epoch scored yet
+        number(ckpt["best"], "best", -(10**12), 10**12)
     metrics = ckpt.get("metrics", [])
     if not isinstance(metrics, list) or len(metrics) > (cfg.epochs + 1) * (most + 1):
         raise Bad("metrics", f"must be a list of records; got {_show(metrics)}")
@@ -235,10 +263,16 @@ def check_partial(partial, batch: int) -> None:
         raise Bad(
             "partial.losses", f"must be a list of {batch} losses (one per batch done); got {_show(losses)}"
         )
-    for loss in losses:
-        number(loss, "partial.losses", 0)
+    for loss in losses:  # a number per batch, or a short list of them (a GAN's D and G losses)
+        for value in loss if isinstance(loss, list) and 1 <= len(loss) <= 4 else [loss]:
+            number(value, "partial.losses", 0)
     if "correct" in partial:
         integer(partial, "correct", 0, MNIST_TRAIN, "partial.")
+    sums = partial.get("sums", [])
+    if not isinstance(sums, list) or len(sums) > 8:
+        raise Bad("partial.sums", f"must be a short list of numbers; got {_show(sums)}")
+    for value in sums:
+        number(value, "partial.sums", -1e15, 1e15)
     number(partial.get("seconds", 0.0), "partial.seconds", 0, 1e12)
 
 

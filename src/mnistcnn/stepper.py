@@ -32,12 +32,15 @@ def make_optimizer(cfg: TrainConfig, params, device: torch.device, capturable: b
 
 
 def set_lr(optimizer: torch.optim.Optimizer, value) -> None:
-    """Set the LR from a float or a 0-d device tensor; a tensor LR is updated in place (graphs read it)."""
+    """Set the LR from a float or a 0-d device tensor; a tensor LR is updated in place (graphs read it).
+    A group with an `lr_ratio` (the GAN's discriminator) gets value × ratio."""
     for group in optimizer.param_groups:
+        ratio = group.get("lr_ratio", 1.0)
         if isinstance(group["lr"], torch.Tensor):
-            group["lr"].copy_(value) if isinstance(value, torch.Tensor) else group["lr"].fill_(value)
+            v = value * ratio if ratio != 1.0 else value
+            group["lr"].copy_(v) if isinstance(v, torch.Tensor) else group["lr"].fill_(v)
         else:
-            group["lr"] = float(value)
+            group["lr"] = float(value) * ratio
 
 
 def chunk_for(batch_size: int, device: torch.device, steps: int | None = None) -> int:
@@ -72,24 +75,29 @@ class Stepper:
         scale=None,
         chunk: int | None = None,
         count_correct: bool = True,
+        task=None,
     ) -> None:
         """`batch_size`: images per step on this process. `scale`: None for the batch-mean loss, or the factor
         on the batch's summed loss (data-parallel: world size / global batch, so DDP's average is exact).
         `chunk`: steps per CUDA-graph replay (default `chunk_for(batch_size, device)`). `count_correct=False`
         drops the per-step accuracy kernels (argmax, compare, sum) for callers that never read the count: the
-        count returned is then 0."""
+        count returned is then 0. `task`: a generative kind's step (generative.tasks); None is MyNet's, below.
+        A task's step returns (losses, sums): the step's loss (or one per batch key) and per-epoch sums."""
         self.model, self.optimizer, self.x, self.y = model, optimizer, x, y
         self.device, self.precision, self.batch_size, self.scale = device, precision, batch_size, scale
-        self.count_correct = count_correct
+        self.count_correct, self.task = count_correct, task
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
         self.chunk = (chunk or chunk_for(batch_size, device)) if graphs else 1
         self.graphs: dict[int, _Graph] = {}
         if graphs and self.scaler is None:
             self._capture()
 
-    def train_on(self, xb: torch.Tensor, yb: torch.Tensor, scale=None):
-        """One eager optimizer step on an explicit batch; returns (loss, correct) as device tensors."""
+    def train_on(self, xb: torch.Tensor, yb: torch.Tensor, scale=None, step: int = 0):
+        """One eager optimizer step on an explicit batch (global step number `step`: a generative kind's noise
+        is drawn from it); returns (loss, correct) as device tensors."""
         scale = self.scale if scale is None else scale
+        if self.task is not None and self.task.train_on is not None:
+            return self.task.train_on(self, xb, yb, scale, step)
         with autocast(self.device, self.precision):
             logits = self.model(xb)
             if scale is None:
@@ -107,23 +115,26 @@ class Stepper:
         ok = (logits.argmax(1) == yb).sum() if self.count_correct else torch.zeros((), device=yb.device)
         return loss.detach().float(), ok
 
-    def _body(self, idx_block: torch.Tensor, lrs: list):
+    def _body(self, idx_block: torch.Tensor, lrs: list, first_step: int = 0):
         """len(lrs) steps on consecutive batch_size slices of idx_block; the code a CUDA graph captures."""
         losses, correct = [], None
         bs = self.batch_size
         for j, lr in enumerate(lrs):
             set_lr(self.optimizer, lr)
             idx = idx_block[j * bs : (j + 1) * bs]
-            loss, ok = self.train_on(self.x[idx], self.y[idx])
+            loss, ok = self.train_on(self.x[idx], self.y[idx], step=first_step + j)
             losses.append(loss)
             correct = ok if correct is None else correct + ok
         return torch.stack(losses), correct
 
-    def steps(self, idx_block: torch.Tensor, lrs: list[float], lr_table: torch.Tensor | None = None):
-        """Train on len(lrs) batches; `lr_table` (the same values on the device) feeds a replayed graph."""
+    def steps(
+        self, idx_block: torch.Tensor, lrs: list[float], lr_table: torch.Tensor | None = None, first_step: int = 0
+    ):
+        """Train on len(lrs) batches; `lr_table` (the same values on the device) feeds a replayed graph.
+        `first_step`: the global number of the first of them (graphs capture MyNet only: it draws no noise)."""
         graph = self.graphs.get(len(lrs))
         if graph is None or len(idx_block) != len(graph.idx):
-            return self._body(idx_block, lrs)  # eager: no graph, or the epoch's last, smaller batch
+            return self._body(idx_block, lrs, first_step)  # eager: no graph, or the epoch's last, smaller batch
         graph.idx.copy_(idx_block)
         graph.lrs.copy_(lr_table if lr_table is not None else torch.tensor(lrs))
         graph.graph.replay()

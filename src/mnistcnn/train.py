@@ -16,14 +16,12 @@ from pathlib import Path
 
 import torch
 
-from mnistcnn import checkpoint, data, distributed, epochs, schema
+from mnistcnn import checkpoint, data, distributed, epochs, kinds, schema
 from mnistcnn.checkpoint import Position
 from mnistcnn.config import TrainConfig
 from mnistcnn.distributed import World
 from mnistcnn.engine import resolve_device, resolve_precision, use_channels_last
 from mnistcnn.errors import Interrupted, MnistcnnError
-from mnistcnn.evaluate import evaluate
-from mnistcnn.model import MyNet
 from mnistcnn.report import Reporter, Silent
 from mnistcnn.resume import StopFlag, agreed_stop, should_stop
 from mnistcnn.rundir import RunDir, environment
@@ -50,7 +48,7 @@ def train(
     resume: dict | None = None,
     recipe: str | None = None,
 ) -> dict:
-    """Train MyNet per `cfg`, writing the run folder (rank 0 only under torchrun); return the final metrics.
+    """Train the model `cfg.model` names (MyNet by default) per `cfg`, writing the run folder (rank 0 only under torchrun); return the final metrics.
 
     `resume`: a checkpoint dict to continue from (its run folder is `run_dir`). `recipe`: what `cfg` started
     from, for config.json (`recipes.Source.label`; a resumed run keeps its folder's). Raises Interrupted after
@@ -86,8 +84,13 @@ class Trainer:
         self.reporter = reporter if world.is_main else Silent()
         self.run: RunDir | None = None
         self.recipe: str | None = None  # what the config started from (config.json's "recipe")
+        self.kind = kinds.get(cfg.model)
+        self.task = self.kind.task(cfg, world)
         self.precision = resolve_precision(cfg.precision, device)
-        self.channels_last = use_channels_last(cfg.channels_last, device)
+        # channels_last was measured faster for MyNet on CPUs; the generative nets use it only when asked ("on")
+        self.channels_last = use_channels_last(cfg.channels_last, device) and (
+            self.kind.name == "mynet" or cfg.channels_last == "on"
+        )
         if world.distributed and cfg.loader != "tensor":
             raise MnistcnnError("--loader torchvision runs in a single process; drop it under torchrun")
         seed_everything(cfg.seed, cfg.deterministic)
@@ -133,31 +136,40 @@ class Trainer:
         return source
 
     def _build_model(self, resume: dict | None) -> torch.nn.Module:
-        model = MyNet(self.cfg.activation).to(self.device)  # weights drawn on the CPU from the seed
+        self.model_args = self.kind.args_of(self.cfg.to_dict())
+        model = self.kind.build(self.model_args).to(self.device)  # weights drawn on the CPU from the seed
         if resume is not None:
             model.load_state_dict(resume["model"])
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
     def _build_stepper(self, resume: dict | None) -> Stepper:
         cfg, device = self.cfg, self.device
-        forward = distributed.wrap(
-            torch.compile(self.model) if cfg.compile else self.model, self.world, device
+        forward = self.task.wrap(
+            self.model,
+            distributed.wrap(torch.compile(self.model) if cfg.compile else self.model, self.world, device)
+            if self.kind.name != "gan"  # a GAN wraps its two networks apart (tasks.GANTask.wrap)
+            else None,
         )
         local_batch = len(self.world.shard(torch.arange(cfg.batch_size)))
         scale = self.world.size / cfg.batch_size if self.world.distributed else None
 
         def make(graphs: bool) -> Stepper:
-            optimizer = make_optimizer(cfg, self.model.parameters(), device, capturable=graphs)
+            optimizer = make_optimizer(cfg, self.kind.param_groups(self.model, cfg), device, capturable=graphs)
             if resume is not None:
                 checkpoint.load_optimizer_state(optimizer, resume["optimizer"])
             x, y = self.train.x, self.train.y
             chunk = chunk_for(local_batch, device, len(x) // cfg.batch_size)  # short runs: short graphs
+            task = self.task if self.task.train_on is not None else None
             return Stepper(
-                forward, optimizer, x, y, device, self.precision, local_batch, graphs, scale, chunk
+                forward, optimizer, x, y, device, self.precision, local_batch, graphs, scale, chunk, task=task
             )
 
-        graphs = (
-            cfg.cuda_graphs and device.type == "cuda" and cfg.loader == "tensor" and not cfg.deterministic
+        graphs = (  # MyNet's step only: the generative kinds draw noise every step
+            cfg.cuda_graphs
+            and device.type == "cuda"
+            and cfg.loader == "tensor"
+            and not cfg.deterministic
+            and self.kind.name == "mynet"
         )
         try:
             return make(graphs)
@@ -187,16 +199,23 @@ class Trainer:
     # --- one epoch ---
 
     def run_epoch(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """Train one epoch (or its rest, after a resume); return (per-batch losses, correct count, seconds)."""
+        """Train one epoch (or its rest, after a resume); return (per-batch losses, the kind's per-epoch sums
+        — MyNet: the correct count —, seconds)."""
         cfg, pos = self.cfg, self.pos
         begin = pos.batch if epoch == pos.epoch else 0
         self.reporter.start_epoch(epoch + 1, cfg.epochs, self.steps_per_epoch)
-        losses = torch.zeros(self.steps_per_epoch, device=self.device)
-        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        width = len(self.task.batch_keys)
+        shape = (self.steps_per_epoch,) if width == 1 else (self.steps_per_epoch, width)
+        losses = torch.zeros(shape, device=self.device)
+        if self.kind.name == "mynet":
+            correct = torch.zeros((), dtype=torch.long, device=self.device)
+        else:
+            correct = torch.zeros(len(self.task.stat_keys), device=self.device)
         earlier = 0.0  # seconds spent on this epoch before an interruption
         if begin:
             losses[:begin] = torch.tensor(pos.losses, device=self.device)
-            correct += pos.correct if self.world.is_main else 0  # summed over ranks at the end of the epoch
+            if self.world.is_main:  # summed over ranks at the end of the epoch
+                correct += torch.tensor(pos.sums, device=self.device).to(correct.dtype).reshape(correct.shape)
             earlier = pos.seconds
         chunks = self._chunks(epoch, begin)
         if self.device.type == "cuda":
@@ -228,7 +247,7 @@ class Trainer:
                 self.stepper, perm, cfg.batch_size, self.step, self.lrs, self.lr_table, self.world, begin
             )
         return epochs.torchvision_epoch(
-            self.stepper, self.root, order, cfg, self.lrs[self.step :], self.channels_last, begin
+            self.stepper, self.root, order, cfg, self.lrs[self.step :], self.channels_last, begin, self.step
         )
 
     def _log_batches(self, epoch: int, pending: torch.Tensor, images: int, done: int, t0: float) -> float:
@@ -237,19 +256,22 @@ class Trainer:
         first = self.step - len(values) + 1
         _check_finite(values, first, self.run)
         if not self.world.distributed:  # data-parallel batch losses are complete only after the reduce
-            _append_batches(self.run, epoch, first, values)
+            _append_batches(self.run, epoch, first, values, self.task.batch_keys)
         now = time.perf_counter()
-        self.reporter.advance(done, sum(values) / len(values), images / (now - t0))
+        main = [v[0] if isinstance(v, list) else v for v in values]
+        self.reporter.advance(done, sum(main) / len(main), images / (now - t0))
         return now
 
     def _stop_mid_epoch(self, epoch, losses, correct, i: int, begin: int, seconds: float):
         """Every rank agreed to stop after batch `i`: save where the run stands and raise Interrupted."""
         self.world.all_reduce_(losses, average=True)
         self.world.all_reduce_(correct)
-        partial = {"losses": losses[:i].tolist(), "correct": int(correct), "seconds": seconds}
+        sums = correct.tolist() if correct.dim() else [int(correct)]
+        partial = {"losses": losses[:i].tolist(), "sums": sums, "seconds": seconds}
         if self.run is not None:
             if self.world.distributed:
-                _append_batches(self.run, epoch, self.step - i + begin + 1, partial["losses"][begin:])
+                keys = self.task.batch_keys
+                _append_batches(self.run, epoch, self.step - i + begin + 1, partial["losses"][begin:], keys)
             self._save("last.pt", epoch, i, partial)
         self.world.barrier()  # leave after rank 0 has saved
         raise Interrupted(self.stop.signum, self.run_dir)
@@ -261,30 +283,39 @@ class Trainer:
         self.world.all_reduce_(losses, average=True)
         self.world.all_reduce_(correct)
         per_batch = losses.tolist()
+        keys = self.task.batch_keys
         if self.world.distributed and self.run is not None:
-            _append_batches(self.run, epoch, self.step - self.steps_per_epoch + begin + 1, per_batch[begin:])
+            _append_batches(
+                self.run, epoch, self.step - self.steps_per_epoch + begin + 1, per_batch[begin:], keys
+            )
         sizes = [min(cfg.batch_size, n - k * cfg.batch_size) for k in range(self.steps_per_epoch)]
+        columns = [per_batch] if len(keys) == 1 else [list(c) for c in zip(*per_batch)]
+        means = {f"train_{k}": sum(v * s for v, s in zip(col, sizes)) / n for k, col in zip(keys, columns)}
+        sums = correct.tolist() if correct.dim() else [correct.item()]
         record = {
             "type": "epoch",
             "epoch": epoch + 1,
-            "train_loss": sum(v * s for v, s in zip(per_batch, sizes)) / n,
-            "train_acc": correct.item() / n,
+            **means,
+            **self.task.epoch_fields(sums, n),
             "lr": self.lrs[self.step - 1],
             "seconds": seconds,
             "images_per_s": n / seconds,
         }
         if self.val is not None:
-            val = self._evaluate(self.val)
-            record.update(val_loss=val["loss"], val_acc=val["accuracy"])
+            record.update(self.task.record("val", self._evaluate(self.val)))
         self.history.append(record)
         self.reporter.end_epoch(record)
-        score = record.get("val_acc", epoch)  # without a validation split the newest epoch counts as best
+        score = self.task.score(record, epoch)  # higher is better; no validation split: the newest epoch
         improved, self.best = score > self.best, max(self.best, score)
         if self.run is not None:
             self.run.append(record)
             self._save("last.pt", epoch + 1)
             if improved:
                 self._save("best.pt", epoch + 1)
+            if self.kind.name == "gan":
+                from mnistcnn.generative import sample
+
+                sample.write_progress(self.model, self.run.path, epoch + 1)
         if self.stop.signum is not None and epoch + 1 < cfg.epochs:  # a signal in the epoch's last chunk
             raise Interrupted(self.stop.signum, self.run_dir)
 
@@ -301,10 +332,7 @@ class Trainer:
         final = {
             "type": "test",
             "epoch": self.cfg.epochs,
-            "test_loss": test["loss"],
-            "test_acc": test["accuracy"],
-            "per_class": test["per_class"],
-            "n": test["n"],
+            **self.task.record("test", test),
             "train_seconds": sum(r["seconds"] for r in self.history if r["type"] == "epoch"),
         }
         self.history.append(final)
@@ -314,6 +342,7 @@ class Trainer:
             "device": str(self.device),
             "precision": self.precision,
             "is_main": self.world.is_main,
+            "model": self.kind.name,
         }
         if self.run is not None:
             self.run.append(final)
@@ -327,7 +356,7 @@ class Trainer:
     def _evaluate(self, split: epochs.Resident) -> dict:
         # always fp32, whatever the training precision: the figure belongs to the checkpoint, and `mnistcnn eval`
         # (fp32, same layout and batch size) must print the same one for it; bf16 logits moved it by 0.1 pt
-        return evaluate(self.model, split.x, split.y, self.cfg.eval_batch_size, "fp32", self.world)
+        return self.task.evaluate(self.model, split.x, split.y, self.cfg.eval_batch_size, self.world)
 
     def _save(self, name: str, epoch: int, batch: int = 0, partial: dict | None = None) -> None:
         state = checkpoint.build(
@@ -341,12 +370,18 @@ class Trainer:
             self.best,
             partial,
             run_id=self.run.run_id,
+            kind=self.kind.name,
+            model_args=self.model_args,
         )
         checkpoint.save(self.run.path / name, state)
 
 
-def _check_finite(values: list[float], first_step: int, run) -> None:
-    bad = next((j for j, v in enumerate(values) if not math.isfinite(v)), None)
+def _check_finite(values: list, first_step: int, run) -> None:
+    """`values`: one loss per step, or one list of losses per step (a GAN's D and G)."""
+    bad = next(
+        (j for j, v in enumerate(values) if not all(map(math.isfinite, v if isinstance(v, list) else [v]))),
+        None,
+    )
     if bad is not None:
         where = (
             f"; last good checkpoint: {run.path / 'last.pt'}"
@@ -354,15 +389,21 @@ def _check_finite(values: list[float], first_step: int, run) -> None:
             else ""
         )
         raise MnistcnnError(
-            f"the loss became {values[bad]} at step {first_step + bad}; training stopped{where}. "
+            f"the loss became {_worst(values[bad])} at step {first_step + bad}; training stopped{where}. "
             "Try a lower --lr"
         )
 
 
-def _append_batches(run: RunDir, epoch: int, first_step: int, values: list[float]) -> None:
+def _worst(v) -> float:
+    return next((x for x in v if not math.isfinite(x)), v[0]) if isinstance(v, list) else v
+
+
+def _append_batches(run: RunDir, epoch: int, first_step: int, values: list, keys=("loss",)) -> None:
+    """Batch records; `keys` name each step's losses when a step has several (a GAN: loss = D's, g_loss)."""
     run.append(
         *(
-            {"type": "batch", "epoch": epoch + 1, "step": first_step + j, "loss": v}
+            {"type": "batch", "epoch": epoch + 1, "step": first_step + j}
+            | (dict(zip(keys, v)) if isinstance(v, list) else {"loss": v})
             for j, v in enumerate(values)
         )
     )

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from mnistcnn import __version__
-from mnistcnn.cli import data, explain, recipes, serve, train
+from mnistcnn.cli import data, explain, generative, recipes, serve, train
 from mnistcnn.cli.common import Group
 
 app = typer.Typer(
@@ -52,6 +52,7 @@ app.command("eval")(explain.eval_)
 app.command("plot-loss")(explain.plot_loss)
 app.command()(explain.predict)
 app.command()(explain.failures)
+app.command()(generative.generate)
 app.add_typer(explain.show_app, name="show")
 app.command()(explain.summary)
 app.command()(explain.export)

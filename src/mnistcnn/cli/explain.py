@@ -41,11 +41,34 @@ def eval_(
         Path | None,
         typer.Option(help="Also draw the 10×10 confusion matrix into this PNG (and add it to --json)."),
     ] = None,
+    judge: Annotated[
+        Path | None,
+        typer.Option(help="Generative kinds: the MyNet checkpoint that judges (default: the newest MyNet run)."),
+    ] = None,
+    k: Annotated[int, typer.Option("--k", help="vae, cvae: importance samples per image for the NLL.")] = 200,
+    nll_images: Annotated[
+        int | None, typer.Option(help="vae, cvae: test images for the NLL (default: all).")
+    ] = None,
     force: Force = False,
 ) -> None:
-    """Test accuracy, average loss and per-class accuracy of a checkpoint."""
+    """Test accuracy, average loss and per-class accuracy of a checkpoint; for ae/vae/cvae/gan their losses,
+    NLL and the judge's figures (FD in MyNet's feature space, class fidelity)."""
+    from mnistcnn import checkpoint as checkpoints
+    from mnistcnn import kinds
+    from mnistcnn.engine import resolve_device
     from mnistcnn.evaluate import evaluate_checkpoint
 
+    resolve_device(device)
+    ckpt = checkpoints.load(checkpoint)
+    if kinds.of_checkpoint(ckpt).name != "mynet":
+        if confusion is not None or batch_size is not None:
+            raise fail("--confusion and --batch-size are for MyNet checkpoints")
+        from mnistcnn.cli.generative import eval_generative
+
+        model = checkpoints.model_from_checkpoint(ckpt, checkpoint).to(resolve_device(device))
+        return eval_generative(checkpoint, (ckpt, model), data_dir, device, judge, k, nll_images, json_out)
+    if judge is not None:
+        raise fail("--judge is for generative checkpoints (ae, vae, cvae, gan); this one holds MyNet")
     if confusion is not None:
         confusion = _picture(confusion, "--confusion", [checkpoint], force)
     log = (lambda m: say(m, err=True)) if json_out else say
@@ -121,7 +144,7 @@ def predict(
         raise fail(f"--top-k must be between 1 and 10; got {top_k}")
     if show_input is not None:
         show_input = _picture(show_input, "--show-input", [checkpoint, *images], force, folders=True)
-    ckpt, model = load_model(checkpoint, device)
+    ckpt, model = load_model(checkpoint, device, command="predict")
     paths = expand(images)
     if show_input is not None and len(paths) > SHOW_MOST:
         raise fail(f"--show-input draws at most {SHOW_MOST} images; got {len(paths)} (pass fewer)")
@@ -189,7 +212,7 @@ def failures(
     if n <= 0:
         raise fail(f"--n must be > 0; got {n}")
     out = _picture(out, "--out", [checkpoint], force)
-    ckpt, model = load_model(checkpoint, device)
+    ckpt, model = load_model(checkpoint, device, command="failures")
     p = predict_test_set(ckpt, model, data_dir, log=say)
     wrong = p["pred"] != p["labels"]
     if not wrong.any():
@@ -209,7 +232,7 @@ def show_filters(checkpoint: Checkpoint, out: Out = Path("filters.png"), force: 
     from mnistcnn.views import filters_png
 
     out = _picture(out, "--out", [checkpoint], force)
-    _, model = load_model(checkpoint)
+    _, model = load_model(checkpoint, command="show filters")
     say(f"wrote {filters_png(model.conv1.weight.detach().numpy(), out)}")
 
 
@@ -228,7 +251,7 @@ def show_features(
     from mnistcnn.views import features_png
 
     out = _picture(out, "--out", [checkpoint, image], force)
-    ckpt, model = load_model(checkpoint)
+    ckpt, model = load_model(checkpoint, command="show features")
     digit, label = digit_from(index, image, data_dir, say)
     say(f"wrote {features_png(digit, *feature_maps(ckpt, model, digit), out, label)}")
 
@@ -304,7 +327,7 @@ def export(
     if kind is None:
         raise fail(f"--format must be onnx or torchscript; got {format!r}")
     out = check_output(out or Path("mynet" + kind.suffixes[0]), kind, "--out", [checkpoint], force)
-    ckpt, model = load_model(checkpoint)
+    ckpt, model = load_model(checkpoint, command="export")
     mean, std = normalization(ckpt)
     say(f"wrote {do_export(ckpt, model, format, out)} (input = (pixels/255 - {mean:g}) / {std:g})")
 

@@ -31,6 +31,12 @@ _NOT_CONFIG = ("config", "data_dir", "run_dir", "resume")
 def train(
     ctx: typer.Context,
     config: Recipe = None,
+    model: Annotated[
+        str | None, typer.Option(help="mynet (the lecture's classifier), ae, vae, cvae or gan.")
+    ] = None,
+    latent: Annotated[
+        int | None, typer.Option(help="ae, vae, cvae, gan: the latent code's size (default: the kind's).")
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the training set.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per optimizer step.")] = None,
     lr: Annotated[
@@ -71,7 +77,8 @@ def train(
         typer.Option(help="Continue a run: its folder or checkpoint (--epochs may raise the total)."),
     ] = None,
 ) -> None:
-    """Train MyNet and write a run folder (config, metrics, checkpoints, loss plot). Ctrl-C saves and stops."""
+    """Train MyNet (or --model ae|vae|cvae|gan) and write a run folder (config, metrics, checkpoints, loss plot).
+    Ctrl-C saves and stops."""
     from mnistcnn.errors import Interrupted
     from mnistcnn.report import reporter_for_stdout
     from mnistcnn.resume import plan_run
@@ -123,9 +130,12 @@ def _interrupted(e, data_dir) -> typer.Exit:
 def _print_result(result: dict, seconds: float, data_dir) -> None:
     run = Path(result["run_dir"])
     data = f" --data-dir {data_dir}" if data_dir else ""
+    where = f"{seconds:.1f} s on {result['device']} ({result['precision']})"
+    if result["model"] != "mynet":
+        return _print_generative(result, run, data, where)
     say(
         f"test accuracy {100 * result['test_acc']:.2f} % (loss {result['test_loss']:.4f}) on {result['n']} "
-        f"images; {seconds:.1f} s on {result['device']} ({result['precision']})"
+        f"images; {where}"
     )
     say(f"run folder: {run}")
     say(f"wrote: {run / 'last.pt'}, {run / 'best.pt'}, {run / 'metrics.jsonl'}, {run / 'loss.png'}")
@@ -133,3 +143,26 @@ def _print_result(result: dict, seconds: float, data_dir) -> None:
     say(f"  mnistcnn eval {run / 'last.pt'}{data}")
     say(f"  mnistcnn failures {run / 'last.pt'}{data} --out failures.png")
     say(f"  mnistcnn predict {run / 'last.pt'} my_digit.png --show-input seen.png")
+
+
+def _print_generative(result: dict, run: Path, data: str, where: str) -> None:
+    kind = result["model"]
+    if "test_kl" in result:
+        figure = f"test neg-ELBO {result['test_loss']:.2f} nats (reconstruction {result['test_recon']:.2f} + KL {result['test_kl']:.2f})"
+    elif kind == "ae":
+        figure = f"test reconstruction loss {result['test_loss']:.2f} nats"
+    else:
+        figure = f"discriminator on test images {100 * result['test_d_real']:.1f} % real, on samples {100 * result['test_d_fake']:.1f} %"
+    say(f"{kind}: {figure} on {result['n']} images; {where}")
+    say(f"run folder: {run}")
+    extra = f", {run / 'progress'}/" if kind == "gan" else ""
+    say(f"wrote: {run / 'last.pt'}, {run / 'best.pt'}, {run / 'metrics.jsonl'}, {run / 'loss.png'}{extra}")
+    say("next:")
+    say(f"  mnistcnn eval {run / 'last.pt'}{data}   (judged by the newest MyNet run; --judge to choose)")
+    if kind != "ae":
+        digit = " --digit 7" if kind in ("cvae", "gan") else ""
+        say(f"  mnistcnn generate {run / 'last.pt'}{digit} --out samples.png")
+    if kind != "gan":
+        say(f"  mnistcnn show reconstructions {run / 'last.pt'}{data} --out reconstructions.png")
+    else:
+        say(f"  mnistcnn show progress {run} --out progress.png")

@@ -141,7 +141,7 @@ class Models:
                 from mnistcnn.checkpoint import load_model
 
                 check_size(name, path, st.st_size)
-                ckpt, model = load_model(path, self.device)
+                ckpt, model = load_model(path, self.device, command="the page")
                 cached = Loaded(name, path, stamp, ckpt, model, self.device, self.data_dir)
                 self._loaded[key] = cached
             return cached
