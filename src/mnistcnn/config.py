@@ -209,7 +209,9 @@ def _check_table(values: typing.Any, source: str, origin: str) -> None:
         if key not in fields:
             close = [k for k in fields if k.replace("_", "") == str(key).replace("_", "").replace("-", "")]
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"unknown key {_show(key)} in {source}{hint}; valid keys: {', '.join(fields)}")
+            name = _show(key)
+            name = name if len(name) <= 32 else name[:29] + "..."
+            raise ConfigError(f"unknown key {name} in {source}{hint}; valid keys: {', '.join(fields)}")
 
 
 def _validated(values: dict, origins: dict, origin: str) -> TrainConfig:

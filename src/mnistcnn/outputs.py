@@ -78,6 +78,11 @@ PICTURE = Kind(
     (b"\x89PNG\r\n\x1a\n", b"<?xml", b"<svg", b"%PDF-", b"\xff\xd8\xff"),
 )
 DIGITS = Kind("generated digits", (".png", ".npy"), (b"\x89PNG\r\n\x1a\n", b"\x93NUMPY"))  # mnistcnn generate
+FILM = Kind(  # mnistcnn show progress: a film strip or an animation
+    "a picture or animation",
+    PICTURE.suffixes + (".gif", ".webp"),
+    PICTURE.signatures + (b"GIF87a", b"GIF89a", b"RIFF"),
+)
 ONNX = Kind("an ONNX export", (".onnx",), (b"\x08",))  # ModelProto starts with field 1 (ir_version)
 TORCHSCRIPT = Kind("a TorchScript export", (".pt", ".pth", ".ts"), zip_member="/constants.pkl")
 

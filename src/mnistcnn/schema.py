@@ -144,6 +144,7 @@ def expected(ckpt: dict, cfg: TrainConfig) -> tuple[dict, list[list[tuple]]]:
 
 def check_model(model, shapes: dict, kind: str = "mynet") -> None:
     what = "MyNet's" if kind == "mynet" else f"the {kind}'s"
+    who = "MyNet" if kind == "mynet" else f"the {kind}"
     if not isinstance(model, dict):
         raise Bad("model", f"must be {what} state dict; got {_show(model)}")
     for name, shape in shapes.items():
@@ -152,7 +153,7 @@ def check_model(model, shapes: dict, kind: str = "mynet") -> None:
         tensor(model[name], f"model.{name}", shape)
     extra = [k for k in model if k not in shapes]
     if extra:
-        raise Bad("model", f"has an entry {what} model does not have: {_show(extra[0])}")
+        raise Bad("model", f"has an entry {who} does not have: {_show(extra[0])}")
 
 
 def check_optimizer(opt, kind: str, groups_shapes: list[list[tuple]] | None = None) -> None:

@@ -222,7 +222,10 @@ def failures(
     say(f"{int(wrong.sum())} of {len(wrong)} test digits misclassified; wrote {out}")
 
 
-show_app = sub_app("The lecture's pictures: filters, feature maps, kernels, activations.")
+show_app = sub_app(
+    "The lecture's pictures: filters, feature maps, kernels, activations; for the generative kinds "
+    "reconstructions, interpolate, arithmetic, manifold, latent, progress."
+)
 
 
 @show_app.command("filters")

@@ -118,3 +118,190 @@ def describe(m: dict, checkpoint) -> list[str]:
         if "class_fidelity" in m:
             lines.append(f"  class fidelity {100 * m['class_fidelity']:.2f} % (samples read as the digit asked for)")
     return lines
+
+
+# --- pictures: mnistcnn show reconstructions|interpolate|arithmetic|manifold|latent|progress ---
+
+from mnistcnn.cli.common import DataDir  # noqa: E402
+from mnistcnn.cli.explain import Force, Out, _picture, show_app  # noqa: E402
+
+
+def _model_and_test_set(checkpoint: Path, needs: str, command: str, data_dir, device: str = "cpu"):
+    from mnistcnn import kinds
+    from mnistcnn.checkpoint import load_model
+    from mnistcnn.data import read_test_set
+
+    ckpt, module = load_model(checkpoint, device, needs=needs, command=command)
+    images, labels = read_test_set(data_dir, say)
+    return kinds.of_checkpoint(ckpt), module, images.numpy(), labels.numpy()
+
+
+def _index(i: int, what: str = "--index") -> int:
+    if not 0 <= i < 10_000:
+        raise fail(f"{what} must be a test-set image 0..9999; got {i}")
+    return i
+
+
+@show_app.command("reconstructions")
+def show_reconstructions(
+    checkpoint: Checkpoint,
+    n: Annotated[int, typer.Option("--n", help="How many test digits (1-20).")] = 12,
+    index: Annotated[int, typer.Option(help="The first test-set image.")] = 0,
+    out: Out = Path("reconstructions.png"),
+    data_dir: DataDir = None,
+    force: Force = False,
+) -> None:
+    """Test digits above what an ae, vae or cvae gives back for them."""
+    from mnistcnn.generative import pictures
+
+    if not 1 <= n <= 20:
+        raise fail(f"--n must be 1..20; got {n}")
+    _index(index)
+    out = _picture(out, "--out", [checkpoint], force)
+    kind, module, images, labels = _model_and_test_set(checkpoint, "autoencoder", "show reconstructions", data_dir)
+    sl = slice(index, min(index + n, len(images)))
+    rows = pictures.reconstructions(kind, module, images[sl], labels[sl])
+    say(f"wrote {pictures.rows_png(rows, out, f'{kind.name}: test digits and their reconstructions')}")
+
+
+@show_app.command("interpolate")
+def show_interpolate(
+    checkpoint: Checkpoint,
+    image_a: Annotated[Path | None, typer.Argument(help="A picture of the first digit (or --index).")] = None,
+    image_b: Annotated[Path | None, typer.Argument(help="A picture of the second digit.")] = None,
+    index: Annotated[tuple[int, int] | None, typer.Option(help="Two test-set images I J instead of pictures.")] = None,
+    digits: Annotated[tuple[int, int], typer.Option(help="gan: the digits A B to morph between.")] = (1, 7),
+    steps: Annotated[int, typer.Option(help="Pictures along the way (3-20).")] = 10,
+    seed: Seed = 0,
+    out: Out = Path("interpolate.png"),
+    data_dir: DataDir = None,
+    force: Force = False,
+) -> None:
+    """The decoded path between two digits' codes (beside the pixels' cross-fade); a GAN: between two noise
+    vectors and between two digits."""
+    from mnistcnn.generative import pictures
+
+    if not 3 <= steps <= 20:
+        raise fail(f"--steps must be 3..20; got {steps}")
+    if any(not 0 <= d <= 9 for d in digits):
+        raise fail(f"--digits must be two digits 0..9; got {digits[0]} {digits[1]}")
+    if (image_a is None) != (image_b is None):
+        raise fail("give two pictures, or --index I J")
+    if image_a is not None and index is not None:
+        raise fail("give two pictures or --index I J, not both")
+    out = _picture(out, "--out", [checkpoint, image_a, image_b], force)
+    kind, module, images, labels = _model_and_test_set(checkpoint, "latent", "show interpolate", data_dir)
+    if kind.family == "generator":
+        rows = pictures.interpolate(kind, module, None, None, digits, steps, seed)
+    else:
+        if image_a is not None:
+            a, b = (_as_uint8(_one_digit(p)) for p in (image_a, image_b))
+            la, lb = (_read_label(kind, module, d) for d in (a, b))
+        else:
+            i, j = index if index is not None else (0, 1)
+            a, b, la, lb = images[_index(i)], images[_index(j)], int(labels[i]), int(labels[j])
+        rows = pictures.interpolate(kind, module, a, b, (la, lb), steps)
+    say(f"wrote {pictures.rows_png(rows, out, f'{kind.name}: interpolation')}")
+
+
+def _as_uint8(gray):
+    import numpy as np
+
+    return (np.asarray(gray) * 255).round().astype(np.uint8)
+
+
+def _read_label(kind, module, digit):
+    """A cvae's own reading of a picture's digit (the label whose code explains it best); others need none."""
+    if not kind.conditional:
+        return None
+    import torch
+
+    from mnistcnn.generative.sample import style_of
+
+    x = torch.from_numpy(digit.astype("float32") / 255).view(1, 1, 28, 28)
+    return int(style_of(module, x)[1][0])
+
+
+@show_app.command("arithmetic")
+def show_arithmetic(
+    checkpoint: Checkpoint,
+    index: Annotated[int, typer.Option(help="The test-set digit whose style is moved onto the others.")] = 0,
+    seed: Seed = 0,
+    out: Out = Path("arithmetic.png"),
+    data_dir: DataDir = None,
+    force: Force = False,
+) -> None:
+    """The lecture's latent arithmetic: a digit's style moved onto every digit, and thick − thin added to digits."""
+    from mnistcnn.generative import pictures
+
+    _index(index)
+    out = _picture(out, "--out", [checkpoint], force)
+    kind, module, images, labels = _model_and_test_set(checkpoint, "latent", "show arithmetic", data_dir)
+    rows = pictures.arithmetic(kind, module, images, labels, index, seed=seed)
+    say(f"wrote {pictures.rows_png(rows, out, f'{kind.name}: latent-space arithmetic', cols=10)}")
+
+
+@show_app.command("manifold")
+def show_manifold(
+    checkpoint: Checkpoint,
+    size: Annotated[int, typer.Option(help="Digits per side of the grid (3-30).")] = 15,
+    digit: Annotated[int | None, typer.Option(help="cvae, gan: the digit drawn (default 0).")] = None,
+    seed: Seed = 0,
+    out: Out = Path("manifold.png"),
+    data_dir: DataDir = None,
+    force: Force = False,
+) -> None:
+    """The decoded latent plane: a 2-d latent, else its two principal axes over the test set (±2 spreads)."""
+    from mnistcnn.generative import pictures
+
+    if not 3 <= size <= 30:
+        raise fail(f"--size must be 3..30; got {size}")
+    if digit is not None and not 0 <= digit <= 9:
+        raise fail(f"--digit must be 0..9; got {digit}")
+    out = _picture(out, "--out", [checkpoint], force)
+    kind, module, images, labels = _model_and_test_set(checkpoint, "latent", "show manifold", data_dir)
+    if digit is not None and not kind.conditional:
+        raise fail(f"--digit is for cvae and gan checkpoints; this one holds {kind.what}")
+    grid = pictures.manifold(kind, module, images, labels, size, digit, seed)
+    plane = "z1 × z2" if module.latent == 2 else ("two seeded noise directions" if kind.family == "generator" else "the two principal axes")
+    title = f"{kind.name}: the decoded latent plane ({plane}, ±2 spreads)" + (f", digit {digit or 0}" if kind.conditional else "")
+    say(f"wrote {pictures.grid_png(grid, size, out, title)}")
+
+
+@show_app.command("latent")
+def show_latent(
+    checkpoint: Checkpoint,
+    out: Out = Path("latent.png"),
+    data_dir: DataDir = None,
+    force: Force = False,
+) -> None:
+    """The 10,000 test digits in an autoencoder's latent space, coloured by digit."""
+    from mnistcnn.generative import pictures
+
+    out = _picture(out, "--out", [checkpoint], force)
+    kind, module, images, labels = _model_and_test_set(checkpoint, "autoencoder", "show latent", data_dir)
+    xy, ys, axes = pictures.latent_points(kind, module, images, labels)
+    say(f"wrote {pictures.scatter_png(xy, ys, out, f'{kind.name}: the test set in latent space', axes)}")
+
+
+@show_app.command("progress")
+def show_progress(
+    run: Annotated[Path, typer.Argument(help="A GAN run folder (it holds progress/epoch-NNN.png).")],
+    out: Annotated[
+        Path, typer.Option(help="A film strip (.png, .svg, .pdf, .jpg) or an animation (.gif, .webp).")
+    ] = Path("progress.png"),
+    force: Force = False,
+) -> None:
+    """A GAN's samples from fixed noise, epoch by epoch: one film strip, or an animated GIF/WebP."""
+    from mnistcnn.generative import pictures
+    from mnistcnn.outputs import FILM, check_output, write_bytes
+
+    out = check_output(out, FILM, "--out", [run], force)
+    if not run.is_dir():
+        raise fail(f"{shown(run)} is not a folder; pass a GAN run folder")
+    frames = pictures.progress_frames(run)
+    if out.suffix.lower() in (".gif", ".webp"):
+        write_bytes(out, pictures.animation_bytes(frames, out.suffix[1:].upper()))
+    else:
+        pictures.film_png(frames, out)
+    say(f"wrote {out} ({len(frames)} epochs)")

@@ -26,6 +26,11 @@ def _decoder() -> nn.Sequential:
     return nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(32, 1, 4, 2, 1))
 
 
+def soft_labels(y: torch.Tensor, classes: int, dtype) -> torch.Tensor:
+    """Digits (long, (B,)) as one-hot rows, or (B, classes) weights as they are (a blend of two digits)."""
+    return y.to(dtype) if y.is_floating_point() else F.one_hot(y, classes).to(dtype)
+
+
 class AE(nn.Module):
     """The lecture's autoencoder: conv encoder → z (latent) → conv decoder, trained to give back its input."""
 
@@ -68,8 +73,9 @@ class VAE(nn.Module):
         return mu, logvar
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of p(x | z[, y]); `y`: digits (long), or (B, 10) label weights to blend digits."""
         if self.classes:
-            z = torch.cat([z, F.one_hot(y, self.classes).to(z.dtype)], 1)
+            z = torch.cat([z, soft_labels(y, self.classes, z.dtype)], 1)
         return self.dec(self.from_z(z).view(-1, 64, 7, 7))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, eps: torch.Tensor | None = None):
@@ -90,7 +96,8 @@ class Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1], (B, 1, 28, 28)."""
-        return torch.sigmoid(self.up(self.fc(torch.cat([z, self.embed(y)], 1)).view(-1, 128, 7, 7)))
+        e = soft_labels(y, self.embed.num_embeddings, z.dtype) @ self.embed.weight if y.is_floating_point() else self.embed(y)
+        return torch.sigmoid(self.up(self.fc(torch.cat([z, e], 1)).view(-1, 128, 7, 7)))
 
 
 class Discriminator(nn.Module):
