@@ -56,25 +56,36 @@ def plot_loss(metrics: Path, out: Path, log=lambda _: None, within: Path | None 
     fig = Figure(figsize=(9, 7))
     fig.subplots_adjust(left=0.09, right=0.98, top=0.95, bottom=0.075, hspace=0.3)
     ax1, ax2 = fig.subplots(2, 1, height_ratios=[3, 2])
-    _loss_axes(ax1, batches, f"Training loss — {shown(metrics.parent.name)}")
-    _accuracy_axes(
-        ax2, [r for r in records if r["type"] == "epoch"], [r for r in records if r["type"] == "test"]
-    )
+    epochs = [r for r in records if r["type"] == "epoch"]
+    tests = [r for r in records if r["type"] == "test"]
+    gan = any("g_loss" in r for r in batches)
+    classifier = not gan and (not epochs or "train_acc" in epochs[0])
+    unit = "cross-entropy loss" if classifier else ("loss" if gan else "nats per image")
+    _loss_axes(ax1, batches, f"Training loss — {shown(metrics.parent.name)}", unit, gan)
+    if classifier:
+        _accuracy_axes(ax2, epochs, tests)
+    else:
+        _epoch_loss_axes(ax2, epochs, tests, gan)
     return save_figure(fig, out)
 
 
-def _loss_axes(ax1, batches: list[dict], title: str) -> None:
+def _loss_axes(ax1, batches: list[dict], title: str, unit: str = "cross-entropy loss", gan: bool = False) -> None:
     steps = [r["step"] for r in batches]
-    losses = [r["loss"] for r in batches]
-    window = max(1, min(500, len(losses) // 50))
-    ax1.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.6, label="batch loss")
-    ax1.plot(
-        steps,
-        _moving_average(losses, window),
-        color="tab:blue",
-        linewidth=1.8,
-        label=f"moving average ({window} batches)",
-    )
+    lines = [("loss", "D loss" if gan else "batch loss", "tab:blue")]
+    if gan:
+        lines.append(("g_loss", "G loss", "tab:orange"))
+    window = max(1, min(500, len(steps) // 50))
+    for key, label, color in lines:
+        xs = [r["step"] for r in batches if key in r]
+        losses = [r[key] for r in batches if key in r]
+        ax1.plot(xs, losses, color=color, alpha=0.25, linewidth=0.6, label=label)
+        ax1.plot(
+            xs,
+            _moving_average(losses, window),
+            color=color,
+            linewidth=1.8,
+            label=f"{label}: moving average ({window} batches)" if gan else f"moving average ({window} batches)",
+        )
     ends = {}
     for r in batches:
         ends[r["epoch"]] = r["step"]
@@ -93,10 +104,31 @@ def _loss_axes(ax1, batches: list[dict], title: str) -> None:
         )
     ax1.set_yscale("log")
     ax1.set_xlabel("training step (batch)")
-    ax1.set_ylabel("cross-entropy loss (log scale)")
+    ax1.set_ylabel(f"{unit} (log scale)")
     ax1.set_title(title)
     ax1.grid(True, which="both", alpha=0.3)
     ax1.legend(loc="upper right")
+
+
+def _epoch_loss_axes(ax2, epochs: list[dict], tests: list[dict], gan: bool) -> None:
+    """Per epoch: a generative run's mean losses (a VAE's negative ELBO; a GAN's D and G), validation, test."""
+    if not epochs:
+        ax2.text(0.5, 0.5, "no finished epoch yet", ha="center", va="center", transform=ax2.transAxes)
+    else:
+        xs = [r["epoch"] for r in epochs]
+        series = [("train_loss", "D loss" if gan else "train (during the epoch)", "o-")]
+        series += [("train_g_loss", "G loss", "o-")] if gan else [("val_loss", "validation", "s-")]
+        for key, label, style in series:
+            pts = [(r["epoch"], r[key]) for r in epochs if key in r]
+            if pts:
+                ax2.plot(*zip(*pts), style, label=label)
+        for t in tests if not gan else []:
+            ax2.plot([t["epoch"]], [t["test_loss"]], "*", markersize=14, color="tab:red", label=f"test {t['test_loss']:.2f}")
+        ax2.set_xticks(xs)
+        ax2.legend(loc="upper right")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("mean loss per epoch" if gan else "nats per image")
+    ax2.grid(True, alpha=0.3)
 
 
 def _accuracy_axes(ax2, epochs: list[dict], tests: list[dict]) -> None:

@@ -236,10 +236,18 @@ def records_of(f) -> Iterator[tuple[dict | None, bool]]:
 _NUMBER = (int, float)
 _SCHEMA = {  # required keys of each record type and their types (bool is not a number here)
     "batch": {"epoch": int, "step": int, "loss": _NUMBER},
-    "epoch": {"epoch": int, "train_acc": _NUMBER, "seconds": _NUMBER},
-    "test": {"epoch": int, "test_acc": _NUMBER},
+    "epoch": {"epoch": int, "seconds": _NUMBER},
+    "test": {"epoch": int},
 }
-_OPTIONAL = {"val_acc": _NUMBER, "val_loss": _NUMBER, "train_loss": _NUMBER, "lr": _NUMBER}
+# every kind's figures (MyNet: accuracies; ae/vae/cvae: reconstruction and KL; gan: D and G): present ones are numbers
+_OPTIONAL = {
+    key: _NUMBER
+    for key in (
+        "val_acc", "val_loss", "train_loss", "lr", "train_acc", "test_acc", "test_loss", "g_loss", "train_g_loss",
+        "train_recon", "train_kl", "val_recon", "val_kl", "test_recon", "test_kl",
+        "val_d_real", "val_d_fake", "test_d_real", "test_d_fake",
+    )
+}
 
 
 def parse_record(line: bytes) -> dict | None:

@@ -287,15 +287,27 @@ def show_activations(out: Out = Path("activations.png"), force: Force = False) -
 
 def summary(
     checkpoint: Annotated[Path | None, typer.Argument(help="A checkpoint (default: a fresh MyNet).")] = None,
+    model_kind: Annotated[
+        str | None, typer.Option("--model", help="A fresh model of this kind: mynet, ae, vae, cvae or gan.")
+    ] = None,
 ) -> None:
     """Per layer: output shape and parameters; and the lecture's classic-vs-CNN comparison."""
     from rich.console import Console
     from rich.table import Table
 
+    from mnistcnn import kinds
     from mnistcnn.checkpoint import load_model
     from mnistcnn.explain import summary as layer_summary
 
-    model = load_model(checkpoint)[1] if checkpoint else None
+    if checkpoint is not None and model_kind is not None:
+        raise fail("give a checkpoint or --model KIND, not both")
+    if model_kind is not None and model_kind not in kinds.NAMES:
+        raise fail(f"--model must be one of {', '.join(kinds.NAMES)}; got {model_kind!r}")
+    ckpt, model = load_model(checkpoint, needs=None) if checkpoint else (None, None)
+    kind = kinds.of_checkpoint(ckpt) if ckpt else kinds.get(model_kind or "mynet")
+    if kind.name != "mynet":
+        return _summary_generative(kind, model)
+    model = model if checkpoint else None
     rows, total, classic = layer_summary(model)
     table = Table(title=f"MyNet ({model.activation if model else 'relu'})")
     for name, justify in (("layer", "left"), ("output shape", "right"), ("parameters", "right")):
@@ -311,6 +323,28 @@ def summary(
         f"conv1 needs {classic['conv1_parameters']:,} ({classic['parameters'] // classic['conv1_parameters']:,}× fewer), "
         "because each 3×3 kernel is shared across the whole image."
     )
+
+
+def _summary_generative(kind, model) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from mnistcnn.generative.layers import layers
+
+    model = model.cpu() if model is not None else kind.build(kind.args_of({}))
+    console = Console()
+    grand = 0
+    for part, rows, total in layers(kind, model):
+        table = Table(title=f"{kind.name}: {part}")
+        for name, justify in (("layer", "left"), ("output shape", "right"), ("parameters", "right")):
+            table.add_column(name, justify=justify)
+        for name, shape, params in rows:
+            table.add_row(name, " × ".join(map(str, shape)), f"{params:,}" if params else "")
+        table.add_row("total", "", f"{total:,}")
+        console.print(table)
+        grand += total
+    note = " (and as many again in the generator's moving average, which samples)" if kind.name == "gan" else ""
+    console.print(f"{kind.what}: {grand:,} trained parameters{note}; MyNet, the judge, has 41,866", highlight=False)
 
 
 def export(
