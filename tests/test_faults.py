@@ -289,3 +289,54 @@ def test_file_size_limit_is_one_line(base, mnist_root, tmp_path, monkeypatch, qu
     after = snapshot(run)
     assert after["last.pt"] == before["last.pt"] and after["best.pt"] == before["best.pt"]
     check_whole(run)
+
+
+def test_train_gan_new_run(base, mnist_root, tmp_path, monkeypatch, quick_pictures):
+    """A GAN run also writes progress/epoch-NNN.png each epoch: through the same atomic writes."""
+    run = tmp_path / "run"
+
+    def reset():
+        shutil.rmtree(run, ignore_errors=True)
+
+    args = ["train", "--model", "gan", *TINY, "--epochs", "1", "--data-dir", mnist_root, "--run-dir", run]
+    assert walk(tmp_path, monkeypatch, args, reset=reset) >= 20
+    assert (run / "progress" / "epoch-001.png").read_bytes().startswith(b"\x89PNG")
+    assert checkpoint.load(run / "last.pt")["kind"] == "gan"
+
+
+@pytest.fixture(scope="module")
+def generative_runs(mnist_root, tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("faults-generative")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(data.ENV_SUMS, str(mnist_root / "SHA256SUMS"))
+        for kind in ("cvae", "gan"):
+            args = ["train", "--model", kind, *TINY, "--epochs", "1", "--data-dir", str(mnist_root)]
+            result = runner.invoke(app, [*args, "--run-dir", str(base / kind)])
+            assert result.exit_code == 0, result.output
+    return base
+
+
+GENERATIVE = {
+    "generate-png": ["generate", "RUNS/gan/last.pt", "--n", "8", "--out", "OUT"],
+    "generate-npy": ["generate", "RUNS/gan/last.pt", "--n", "8", "--out", "NPY"],
+    "generate-style": ["generate", "RUNS/cvae/last.pt", "--style", "tests/data/photos/single-000.jpg", "--out", "OUT"],
+    "show-reconstructions": ["show", "reconstructions", "RUNS/cvae/last.pt", "--data-dir", "DATA", "--out", "OUT"],
+    "show-progress": ["show", "progress", "RUNS/gan", "--out", "OUT"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(GENERATIVE))
+def test_generative_commands(command, generative_runs, mnist_root, tmp_path, monkeypatch):
+    """generate and the generative pictures: the old file at --out stays until the new one is whole."""
+    shutil.copytree(generative_runs, tmp_path / "runs")
+    out, npy = tmp_path / "out.png", tmp_path / "out.npy"
+    out.write_bytes(OLD_PNG)
+    npy.write_bytes(b"\x93NUMPY an older array")
+    where = {"RUNS": tmp_path / "runs", "DATA": mnist_root, "OUT": out, "NPY": npy}
+    args = []
+    for a in GENERATIVE[command]:
+        head = a.split("/")[0]
+        args.append(str(where[head]) + a[len(head) :] if head in where else a)
+    assert walk(tmp_path, monkeypatch, args) >= 4
+    target = npy if command == "generate-npy" else out
+    assert target.read_bytes() not in (OLD_PNG, b"\x93NUMPY an older array")

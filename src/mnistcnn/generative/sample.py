@@ -113,6 +113,9 @@ def write_progress(gan, run_dir: Path, epoch: int) -> Path:
 
     digits = draw(kinds.get("gan"), gan, 100, PROGRESS_SEED)
     folder = Path(run_dir) / PROGRESS
-    folder.mkdir(exist_ok=True)
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as e:
+        raise outputs.write_error(folder, e, "free some space or choose another --run-dir") from None
     gan.train()
     return outputs.write_bytes(folder / f"epoch-{epoch:03d}.png", png_grid(digits, 10, scale=1))
