@@ -79,7 +79,7 @@ def eval_generative(checkpoint: Path, ckpt_model, data_dir, device, judge, k, nl
 
     if not 1 <= k <= 10_000:
         raise fail(f"--k must be 1..10000; got {k}")
-    if nll_images is not None and nll_images <= 0:
+    if nll_images <= 0:
         raise fail(f"--nll-images must be > 0; got {nll_images}")
     log = (lambda m: say(m, err=True)) if json_out else say
     if judge is None:
