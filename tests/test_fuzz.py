@@ -259,3 +259,35 @@ def test_train_config_checks_before_any_training(tmp_path, no_network, values):
         or "mean and std" in line
         or "train_limit" in line
     )
+
+
+@pytest.fixture(scope="module")
+def real_gan_ckpt(mnist_root, tmp_path_factory):
+    """A real one-epoch GAN checkpoint (two optimizer groups, spectral-norm buffers, an EMA copy) to mutate."""
+    run = tmp_path_factory.mktemp("fuzz-gan") / "run"
+    mp = pytest.MonkeyPatch()
+    mp.setenv(data.ENV_SUMS, str(mnist_root / "SHA256SUMS"))
+    args = ["train", "--model", "gan", "--data-dir", mnist_root, "--epochs", 1, "--batch-size", 32, "--train-limit", 64]
+    result = CliRunner().invoke(app, [str(a) for a in [*args, "--device", "cpu", "--run-dir", run]])
+    mp.undo()
+    assert result.exit_code == 0, result.output
+    ckpt = checkpoint.load(run / "last.pt", resume=True)
+    assert len(ckpt["optimizer"]["param_groups"]) == 2
+    return Real(ckpt)
+
+
+@settings(FUZZ, max_examples=40)
+@given(st.data())
+def test_a_damaged_gan_checkpoint_loads_whole_or_names_the_field(real_gan_ckpt, tmp_path, data):
+    state = data.draw(mutations(real_gan_ckpt))
+    path = write(tmp_path / "c", state)
+    for resume in (False, True):
+        try:
+            ckpt = checkpoint.load(path, resume=resume)
+        except CheckpointError as e:
+            assert "\n" not in str(e) and str(e).startswith(str(path))
+            continue
+        model = checkpoint.model_from_checkpoint(ckpt)
+        assert all(torch.isfinite(p).all() for p in model.parameters())
+        result = invoke("generate", path, "--n", "4", "--out", tmp_path / "g.npy")
+        check(result)
