@@ -140,6 +140,8 @@ class Trainer:
         model = self.kind.build(self.model_args).to(self.device)  # weights drawn on the CPU from the seed
         if resume is not None:
             model.load_state_dict(resume["model"])
+        elif hasattr(model, "init_from"):  # the autoencoders start their output bias at the mean image
+            model.init_from(self.train.x)
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
     def _build_stepper(self, resume: dict | None) -> Stepper:

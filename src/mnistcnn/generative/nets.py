@@ -14,72 +14,98 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def _encoder(channels: int = 1) -> nn.Sequential:
-    """28×28 → 32×14×14 → 64×7×7 → flat 3136."""
-    return nn.Sequential(
-        nn.Conv2d(channels, 32, 4, 2, 1), nn.ReLU(), nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU(), nn.Flatten()
-    )
+class _Encoder(nn.Module):
+    """28×28 → conv 4×4/2 (14×14) → conv 4×4/2 (7×7) → flatten → [one-hot digit] → hidden."""
+
+    def __init__(self, width: int, hidden: int, classes: int) -> None:
+        super().__init__()
+        self.classes = classes
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, width, 4, 2, 1), nn.ReLU(), nn.Conv2d(width, 2 * width, 4, 2, 1), nn.ReLU(), nn.Flatten()
+        )
+        self.fc = nn.Sequential(nn.Linear(2 * width * 49 + classes, hidden), nn.ReLU())
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        h = self.conv(x)
+        if self.classes:
+            h = torch.cat([h, F.one_hot(y, self.classes).to(h.dtype)], 1)
+        return self.fc(h)
 
 
-def _decoder() -> nn.Sequential:
-    """64×7×7 → 32×14×14 → 1×28×28 logits."""
-    return nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(32, 1, 4, 2, 1))
+class _Decoder(nn.Module):
+    """[z, digit] → hidden → 7×7 map → convT 4×4/2 (14×14) → convT 4×4/2 (28×28) logits + a per-pixel bias
+    (started at the logit of the mean training image: the first steps already draw the average digit)."""
+
+    def __init__(self, latent: int, width: int, hidden: int, classes: int) -> None:
+        super().__init__()
+        self.classes, self.width = classes, width
+        self.fc = nn.Sequential(
+            nn.Linear(latent + classes, hidden), nn.ReLU(), nn.Linear(hidden, 2 * width * 49), nn.ReLU()
+        )
+        self.deconv = nn.Sequential(
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(width, 1, 4, 2, 1)
+        )
+        self.pixel_bias = nn.Parameter(torch.zeros(1, 1, 28, 28))
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        if self.classes:
+            z = torch.cat([z, soft_labels(y, self.classes, z.dtype)], 1)
+        return self.deconv(self.fc(z).view(-1, 2 * self.width, 7, 7)) + self.pixel_bias
 
 
-def soft_labels(y: torch.Tensor, classes: int, dtype) -> torch.Tensor:
-    """Digits (long, (B,)) as one-hot rows, or (B, classes) weights as they are (a blend of two digits)."""
-    return y.to(dtype) if y.is_floating_point() else F.one_hot(y, classes).to(dtype)
+class _Autoencoder(nn.Module):
+    latent: int
+    classes: int
+
+    @torch.no_grad()
+    def init_from(self, x: torch.Tensor) -> None:
+        """Start the output bias at the logit of the training images' mean (pixels in [0, 1])."""
+        p = x.float().mean(0, keepdim=True).clamp(1e-3, 1 - 1e-3).reshape(1, 1, 28, 28)
+        self.dec.pixel_bias.copy_(torch.log(p) - torch.log1p(-p))
 
 
-class AE(nn.Module):
-    """The lecture's autoencoder: conv encoder → z (latent) → conv decoder, trained to give back its input."""
+class AE(_Autoencoder):
+    """The lecture's autoencoder: a conv encoder → z (latent) → a conv decoder, trained to give back its input."""
 
-    def __init__(self, latent: int = 16) -> None:
+    def __init__(self, latent: int = 16, width: int = 16, hidden: int = 256) -> None:
         super().__init__()
         self.latent, self.classes = latent, 0
-        self.enc = _encoder()
-        self.to_z = nn.Linear(3136, latent)
-        self.from_z = nn.Linear(latent, 3136)
-        self.dec = _decoder()
+        self.enc = _Encoder(width, hidden, 0)
+        self.head = nn.Linear(hidden, latent)
+        self.dec = _Decoder(latent, width, hidden, 0)
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.to_z(self.enc(x))
+        return self.head(self.enc(x, None))
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.dec(self.from_z(z).view(-1, 64, 7, 7))
+        return self.dec(z, None)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.decode(self.encode(x))
 
 
-class VAE(nn.Module):
-    """A convolutional VAE with a Bernoulli decoder; `classes=10` conditions both halves on the digit (cvae):
-    z then holds the style and the label the digit."""
+class VAE(_Autoencoder):
+    """A convolutional VAE with a Bernoulli decoder (logits); `classes=10` conditions both halves on the digit
+    (cvae): z then holds the style and the label the digit."""
 
-    def __init__(self, latent: int = 32, classes: int = 0) -> None:
+    def __init__(self, latent: int = 32, classes: int = 0, width: int = 16, hidden: int = 256) -> None:
         super().__init__()
         self.latent, self.classes = latent, classes
-        self.enc = _encoder(1 + (1 if classes else 0))
-        self.label_map = nn.Embedding(classes, 28 * 28) if classes else None
-        self.head = nn.Linear(3136, 2 * latent)
-        self.from_z = nn.Linear(latent + classes, 3136)
-        self.dec = _decoder()
+        self.enc = _Encoder(width, hidden, classes)
+        self.head = nn.Linear(hidden, 2 * latent)
+        self.dec = _Decoder(latent, width, hidden, classes)
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, logvar) of q(z | x[, y])."""
-        if self.classes:
-            x = torch.cat([x, self.label_map(y).view(-1, 1, 28, 28)], 1)
-        mu, logvar = self.head(self.enc(x)).chunk(2, 1)
+        mu, logvar = self.head(self.enc(x, y)).chunk(2, 1)
         return mu, logvar
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of p(x | z[, y]); `y`: digits (long), or (B, 10) label weights to blend digits."""
-        if self.classes:
-            z = torch.cat([z, soft_labels(y, self.classes, z.dtype)], 1)
-        return self.dec(self.from_z(z).view(-1, 64, 7, 7))
+        return self.dec(z, y)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, eps: torch.Tensor | None = None):
-        """(logits, mu, logvar); `eps` the reparameterisation noise (zero: decode the mean)."""
+        """(logits, mu, logvar); `eps` the reparameterisation noise (None: decode the mean)."""
         mu, logvar = self.encode(x, y)
         z = mu if eps is None else mu + eps * (0.5 * logvar).exp()
         return self.decode(z, y), mu, logvar
