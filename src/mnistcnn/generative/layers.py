@@ -50,7 +50,7 @@ def layers(kind, module) -> list[tuple[str, list, int]]:
     if kind.family == "generator":
         return [
             (f"generator (z: {module.latent} + digit → 28×28)", _trace(module.g, lambda: module.g(z, y)), total(module.g)),
-            ("discriminator (28×28 → real/fake + digit)", _trace(module.d, lambda: module.d(x)), total(module.d)),
+            ("discriminator (28×28 → real/fake + digit)", _trace(module.d, lambda: module.d(x, y)), total(module.d)),
         ]
     if kind.variational:
         run = lambda: module(x, y if kind.conditional else None, z)  # noqa: E731

@@ -14,6 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def soft_labels(y: torch.Tensor, classes: int, dtype) -> torch.Tensor:
+    """Digits (long, (B,)) as one-hot rows, or (B, classes) weights as they are (a blend of two digits)."""
+    return y.to(dtype) if y.is_floating_point() else F.one_hot(y, classes).to(dtype)
+
+
 class _Encoder(nn.Module):
     """28×28 → conv 4×4/2 (14×14) → conv 4×4/2 (7×7) → flatten → [one-hot digit] → hidden."""
 
@@ -112,40 +117,49 @@ class VAE(_Autoencoder):
 
 
 class Generator(nn.Module):
-    def __init__(self, latent: int, classes: int) -> None:
+    """[z, embed(digit)] → linear → 64×7×7 → convT 4×4/2 (32×14×14) → convT 4×4/2 → sigmoid: pixels in [0, 1].
+    No normalisation layers (BatchNorm collapsed each digit to one look in the tuning: FD 237 vs 74)."""
+
+    def __init__(self, latent: int, classes: int, width: int = 64, emb: int = 32) -> None:
         super().__init__()
-        self.embed = nn.Embedding(classes, latent)
-        self.fc = nn.Linear(2 * latent, 128 * 7 * 7)
-        self.up = nn.Sequential(
-            nn.ReLU(), nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(64, 1, 4, 2, 1)
-        )
+        self.width = width
+        self.embed = nn.Embedding(classes, emb)
+        self.fc = nn.Linear(latent + emb, width * 7 * 7)
+        self.up1 = nn.ConvTranspose2d(width, width // 2, 4, 2, 1)
+        self.up2 = nn.ConvTranspose2d(width // 2, 1, 4, 2, 1)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Pixels in [0, 1], (B, 1, 28, 28)."""
+        """`y`: digits (long), or (B, 10) weights blending the digits' embeddings (interpolation)."""
         e = soft_labels(y, self.embed.num_embeddings, z.dtype) @ self.embed.weight if y.is_floating_point() else self.embed(y)
-        return torch.sigmoid(self.up(self.fc(torch.cat([z, e], 1)).view(-1, 128, 7, 7)))
+        h = self.fc(torch.cat([z, e], 1)).view(-1, self.width, 7, 7)
+        return torch.sigmoid(self.up2(F.relu(self.up1(F.relu(h)))))
 
 
 class Discriminator(nn.Module):
-    """Spectral-normalised conv net with two heads: real/fake (one logit) and the digit (ten, AC-GAN)."""
+    """Spectral norm on every layer, LeakyReLU 0.2, no BatchNorm (DDP). Two heads: real/fake given the digit
+    (a projection discriminator) and the digit itself (10 logits, AC-GAN)."""
 
-    def __init__(self, classes: int) -> None:
+    def __init__(self, classes: int, width: int = 32) -> None:
         super().__init__()
         sn = nn.utils.parametrizations.spectral_norm
-        self.body = nn.Sequential(
-            sn(nn.Conv2d(1, 64, 4, 2, 1)), nn.LeakyReLU(0.2), sn(nn.Conv2d(64, 128, 4, 2, 1)), nn.LeakyReLU(0.2),
-            nn.Flatten(),
-        )
-        self.adv = sn(nn.Linear(128 * 7 * 7, 1))
-        self.cls = nn.Linear(128 * 7 * 7, classes)
+        self.c1 = sn(nn.Conv2d(1, width, 4, 2, 1))
+        self.c2 = sn(nn.Conv2d(width, 2 * width, 4, 2, 1))
+        feat = 2 * width * 7 * 7
+        self.adv = sn(nn.Linear(feat, 1))
+        self.proj = sn(nn.Embedding(classes, feat))
+        self.cls = sn(nn.Linear(feat, classes))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.body(x * 2 - 1)
-        return self.adv(h).squeeze(1), self.cls(h)
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(real/fake score (B,), digit logits (B, 10)) of images in [0, 1] said to show digits y."""
+        h = F.leaky_relu(self.c1(x * 2 - 1), 0.2)
+        h = F.leaky_relu(self.c2(h), 0.2).flatten(1)
+        return self.adv(h).squeeze(1) + (self.proj(y) * h).sum(1), self.cls(h)
 
 
 class GAN(nn.Module):
     """A conditional GAN: generator `g`, discriminator `d` and `g_ema`, the moving average of g that samples."""
+
+    AC_WEIGHT = 8.0  # the generator's digit loss: 1 or 3 gave 93-95 % class fidelity in the tuning, 8 gave 98 %
 
     def __init__(self, latent: int = 64, classes: int = 10) -> None:
         super().__init__()
@@ -156,11 +170,8 @@ class GAN(nn.Module):
 
     @torch.no_grad()
     def sample(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        was = self.g_ema.training
         self.g_ema.eval()
-        out = self.g_ema(z, y)
-        self.g_ema.train(was)
-        return out
+        return self.g_ema(z, y)
 
     @torch.no_grad()
     def update_ema(self, decay: float) -> None:

@@ -43,6 +43,9 @@ class Noise:
     def rand(self, *shape) -> torch.Tensor:
         return self._mine(torch.rand((self.n, *shape), generator=self.gen, device=self.device))
 
+    def randint(self, high: int) -> torch.Tensor:
+        return self._mine(torch.randint(0, high, (self.n,), generator=self.gen, device=self.device))
+
 
 def binarize(x: torch.Tensor, noise_u: torch.Tensor) -> torch.Tensor:
     """Bernoulli(x) from uniform noise of x's shape: dynamically binarized MNIST."""
@@ -234,7 +237,7 @@ def iw_nll(module, xbin: torch.Tensor, y, k: int, batch_size: int = 100, seed: i
 
 
 class GANTask(Task):
-    """gan: one discriminator step then one generator step (non-saturating loss + AC-GAN class heads), then the
+    """gan: one discriminator step then one generator step (hinge loss + AC-GAN digit heads), then the
     moving average of the generator. One Adam holds both as two groups: a step whose other half has no
     gradients (None) leaves that half alone. Batch records carry the D loss (`loss`) and the G loss."""
 
@@ -252,30 +255,35 @@ class GANTask(Task):
         return module
 
     def train_on(self, stepper, xb, yb, scale, step: int):
+        """Hinge loss; D also learns the digits of real images (AC), G is pushed towards the asked digit (× 8).
+        Fakes are of uniformly drawn digits, from fresh noise for each half of the step."""
         gan, opt = self.gan, stepper.optimizer
         noise = Noise(self.seed, step, len(xb), self.world, scale, xb.device)
-        z = noise.randn(gan.latent)
-        with autocast(stepper.device, stepper.precision):
-            fake = self.g(z, yb)
-            adv, cls = self.d(torch.cat([xb, fake.detach()]))
         n = len(xb)
-        adv, cls = adv.float(), cls.float()
-        d_loss = F.softplus(-adv[:n]).mean() + F.softplus(adv[n:]).mean() + F.cross_entropy(cls[:n], yb)
-        backward_step(stepper, d_loss)
+        z, yf = noise.randn(gan.latent), noise.randint(gan.classes)
+        with torch.no_grad(), autocast(stepper.device, stepper.precision):
+            fake = gan.g(z, yf)  # no gradient: the D step leaves G's grads None, so Adam skips G
         with autocast(stepper.device, stepper.precision):
-            adv, cls = self.d(fake)
-        g_loss = F.softplus(-adv.float()).mean() + F.cross_entropy(cls.float(), yb)
+            score, cls = self.d(torch.cat([xb, fake]), torch.cat([yb, yf]))
+        score, cls = score.float(), cls.float()
+        d_loss = F.relu(1 - score[:n]).mean() + F.relu(1 + score[n:]).mean() + F.cross_entropy(cls[:n], yb)
+        backward_step(stepper, d_loss)
+        z, yf = noise.randn(gan.latent), noise.randint(gan.classes)
+        with autocast(stepper.device, stepper.precision):
+            score, cls = self.d(self.g(z, yf), yf)
+        g_loss = -score.float().mean() + gan.AC_WEIGHT * F.cross_entropy(cls.float(), yf)
         opt.zero_grad(set_to_none=True)
         g_loss.backward()
         for p in gan.d.parameters():
-            p.grad = None
+            p.grad = None  # the G step moves G only
         opt.step()
         gan.update_ema(self.cfg.ema)
         return torch.stack([d_loss, g_loss]).detach(), torch.zeros(0, device=xb.device)
 
     @torch.inference_mode()
     def evaluate(self, module, x, y, batch_size: int, world: World) -> dict:
-        """The discriminator on the set (how real it finds held-out digits) and on as many EMA samples."""
+        """The discriminator on the set (how real it finds held-out digits: sigmoid of its score) and on as many
+        EMA samples of the same digits; `loss`: its hinge loss on both."""
         gen = torch.Generator(device=x.device).manual_seed(EVAL_SEED)
         z = torch.randn((len(x), module.latent), generator=gen, device=x.device)
         if world.distributed:
@@ -285,10 +293,10 @@ class GANTask(Task):
         total = torch.zeros(4, dtype=torch.float64, device=x.device)
         for i in range(0, len(x), batch_size):
             sl = slice(i, i + batch_size)
-            real, _ = module.d(x[sl])
-            fake, _ = module.d(module.g_ema(z[sl], y[sl]))
+            real, _ = module.d(x[sl], y[sl])
+            fake, _ = module.d(module.g_ema(z[sl], y[sl]), y[sl])
             total += torch.stack([
-                (F.softplus(-real).sum() + F.softplus(fake).sum()).double(),
+                (F.relu(1 - real).sum() + F.relu(1 + fake).sum()).double(),
                 torch.sigmoid(real).sum().double(),
                 torch.sigmoid(fake).sum().double(),
                 _count(len(real), x.device),
