@@ -100,9 +100,8 @@ def full_mnist(monkeypatch) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def fast_recipe_run(tmp_path_factory) -> tuple[Path, dict]:
-    """The fast recipe trained once on the full MNIST for the whole session, shared by pytest-xdist's workers
+def recipe_run(tmp_path_factory, name: str) -> tuple[Path, dict]:
+    """A shipped recipe trained once on the full MNIST for the whole session, shared by pytest-xdist's workers
     (the first to come trains under a lock, the others wait and reuse): (run folder, train's result)."""
     import fcntl
     import json
@@ -115,16 +114,22 @@ def fast_recipe_run(tmp_path_factory) -> tuple[Path, dict]:
     if root is None:
         pytest.skip("full MNIST not found at ../shared/data")
     shared = tmp_path_factory.getbasetemp().parent  # the same folder for every worker of this session
-    run, done = shared / "fast-recipe-run", shared / "fast-recipe-result.json"
-    with open(shared / "fast-recipe.lock", "w") as lock, pytest.MonkeyPatch.context() as mp:
+    run, done = shared / f"{name}-recipe-run", shared / f"{name}-recipe-result.json"
+    with open(shared / f"{name}-recipe.lock", "w") as lock, pytest.MonkeyPatch.context() as mp:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not done.exists():
             mp.delenv(data.ENV_SUMS, raising=False)
-            cfg = load_config("fast", {"device": "cpu"})
+            cfg = load_config(name, {"device": "cpu"})
             with open(os.devnull, "w") as sink:
                 result = train(cfg, root, run, PlainReporter(stream=sink))
             done.write_text(json.dumps({k: v for k, v in result.items() if isinstance(v, (int, float, str))}))
     return run, json.loads(done.read_text())
+
+
+@pytest.fixture(scope="session")
+def fast_recipe_run(tmp_path_factory) -> tuple[Path, dict]:
+    """The fast recipe on the full MNIST, trained once per session (see recipe_run)."""
+    return recipe_run(tmp_path_factory, "fast")
 
 
 os.environ.setdefault("MPLBACKEND", "Agg")
