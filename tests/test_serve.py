@@ -589,3 +589,22 @@ def test_bad_host_or_port_is_one_line(host, port, words):
 
     with pytest.raises(MnistcnnError, match=words):
         bind(host, port)
+
+
+def test_generative_runs_are_listed_but_the_page_reads_digits_with_mynet(train_run, tmp_path, mnist_root):
+    """A newer vae run beside a MyNet run: both listed (with their kind), the default checkpoint is MyNet's, and
+    asking to read a digit with the vae is a JSON 4xx naming what it holds."""
+    import time
+
+    folder = tmp_path / "runs"
+    train_run(folder / "mynet", epochs=1, train_limit=64, batch_size=64)
+    time.sleep(0.05)
+    train_run(folder / "vae", model="vae", epochs=1, train_limit=64, batch_size=64)
+    client = TestClient(create_app(folder, "cpu", mnist_root), raise_server_exceptions=False)
+    answer = client.get("/api/runs").json()
+    assert {r["name"]: r["model"] for r in answer["runs"]} == {"mynet": "mynet", "vae": "vae"}
+    assert answer["default"] == "mynet"  # the newer vae run is not the page's default
+    r = post(client, seven())
+    assert r.status_code == 200 and r.json()["prediction"] in range(10), r.text
+    r = post(client, seven(), "?run=vae")
+    assert 400 <= r.status_code < 500 and "holds a convolutional VAE (vae)" in r.json()["error"], r.text

@@ -83,7 +83,7 @@ class Source:
             return run, path
         if self.fixed is not None:
             return shown(self.fixed.name), self.fixed
-        found = [(p, c) for p in self.runs().values() if (c := _checkpoint_or_none(p))]
+        found = [(p, c) for p in self.runs().values() if _is_mynet(p) and (c := _checkpoint_or_none(p))]
         if not found:
             where = f"{self.root}/" if self.root else "the given folder"
             raise NotFound(
@@ -92,6 +92,11 @@ class Source:
             )
         run_dir, path = max(found, key=lambda pc: _mtime(pc[0] / "metrics.jsonl", pc[1]))
         return shown(run_dir.name), path
+
+
+def _is_mynet(run: Path) -> bool:
+    """A MyNet run (the page reads digits with it); the generative kinds' runs are listed, never the default."""
+    return _json(run / "config.json", run).get("model", "mynet") == "mynet"
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -120,6 +125,7 @@ def describe(name: str, run: Path) -> dict:
     epoch, test, mtime = _newest_records(run / "metrics.jsonl", run)
     return {
         "name": name,
+        "model": config.get("model", "mynet"),
         "config": config,
         "epochs_done": epoch.get("epoch", 0),
         "epochs": config.get("epochs"),
