@@ -269,3 +269,23 @@ def test_interrupted_generative_runs_resume_bit_identical(mnist_root, tmp_path, 
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert weights_hash(run) == weights_hash(reference)
     assert batch_steps(run) == list(range(1, 41))
+
+
+
+def test_the_film_strip_spreads_its_epochs_and_keeps_the_first_and_last():
+    from mnistcnn.generative.pictures import film_picks
+
+    assert film_picks(4, 10) == [0, 1, 2, 3]  # fewer epochs than room: every one
+    many = film_picks(25, 10)
+    assert len(many) == 10 and many[0] == 0 and many[-1] == 24 and many == sorted(set(many))
+    assert film_picks(1, 10) == [0]
+
+
+def test_a_gans_negative_g_loss_is_a_valid_partial_epoch():
+    """The hinge G loss is below zero now and then (4 of 3,752 steps of the gan recipe): a checkpoint saved
+    mid-epoch after such a step must resume; a plain loss below zero is still damage."""
+    from mnistcnn import schema
+
+    schema.check_partial({"losses": [[1.2, -0.38], [0.9, 0.4]], "sums": [], "seconds": 1.0}, 2)
+    with pytest.raises(schema.Bad, match="partial.losses"):
+        schema.check_partial({"losses": [-0.38], "seconds": 1.0}, 1)

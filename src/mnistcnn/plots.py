@@ -102,9 +102,10 @@ def _loss_axes(ax1, batches: list[dict], title: str, unit: str = "cross-entropy 
             color="gray",
             rotation=90,
         )
-    ax1.set_yscale("log")
+    if not gan:  # a hinge G loss goes below zero: a GAN's axis stays linear
+        ax1.set_yscale("log")
     ax1.set_xlabel("training step (batch)")
-    ax1.set_ylabel(f"{unit} (log scale)")
+    ax1.set_ylabel(unit if gan else f"{unit} (log scale)")
     ax1.set_title(title)
     ax1.grid(True, which="both", alpha=0.3)
     ax1.legend(loc="upper right")

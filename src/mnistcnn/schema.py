@@ -264,9 +264,12 @@ def check_partial(partial, batch: int) -> None:
         raise Bad(
             "partial.losses", f"must be a list of {batch} losses (one per batch done); got {_show(losses)}"
         )
-    for loss in losses:  # a number per batch, or a short list of them (a GAN's D and G losses)
-        for value in loss if isinstance(loss, list) and 1 <= len(loss) <= 4 else [loss]:
-            number(value, "partial.losses", 0)
+    for loss in losses:  # a number per batch (>= 0), or a short list (a GAN's D and G: the hinge G loss may be < 0)
+        if isinstance(loss, list) and 1 <= len(loss) <= 4:
+            for value in loss:
+                number(value, "partial.losses", -1e9, 1e9)
+        else:
+            number(loss, "partial.losses", 0)
     if "correct" in partial:
         integer(partial, "correct", 0, MNIST_TRAIN, "partial.")
     sums = partial.get("sums", [])

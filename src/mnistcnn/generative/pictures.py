@@ -233,14 +233,19 @@ def progress_frames(run: Path) -> list[tuple[int, np.ndarray]]:
     return frames
 
 
+def film_picks(count: int, most: int) -> list[int]:
+    """Indices of at most `most` of `count` frames, evenly spaced, the first and the last always among them."""
+    n = min(most, count)
+    return sorted({round(i * (count - 1) / max(1, n - 1)) for i in range(n)})
+
+
 def film_png(frames: list, out: Path, most: int = 10) -> Path:
     """Up to `most` epochs' sample grids side by side, evenly spaced, the last always shown."""
     from matplotlib.figure import Figure
 
     from mnistcnn.outputs import save_figure
 
-    picks = sorted({round(i * (len(frames) - 1) / max(1, most - 1)) for i in range(min(most, len(frames)))})
-    chosen = [frames[i] for i in picks]
+    chosen = [frames[i] for i in film_picks(len(frames), most)]
     fig = Figure(figsize=(2.3 * len(chosen) + 0.2, 2.7))
     for i, (epoch, grid) in enumerate(chosen):
         ax = fig.add_subplot(1, len(chosen), i + 1)
