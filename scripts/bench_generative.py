@@ -38,7 +38,9 @@ GOALS = {
 
 def mnistcnn(*args, env) -> tuple[subprocess.CompletedProcess, float]:
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "mnistcnn", *map(str, args)], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mnistcnn", *map(str, args)], capture_output=True, text=True, env=env
+    )
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"mnistcnn {' '.join(map(str, args))} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -47,7 +49,6 @@ def mnistcnn(*args, env) -> tuple[subprocess.CompletedProcess, float]:
 
 def style_accuracy(run: Path, judge: Path, data_dir: Path, n: int = 1000) -> float:
     """cvae: for n test digits, their style (z at the best-explaining digit) written as each of 0-9, judged."""
-    import numpy as np
     import torch
 
     from mnistcnn import checkpoint, data
@@ -79,7 +80,12 @@ def main() -> None:
     base = args.keep or Path(tempfile.mkdtemp(prefix="mnistcnn-gen-"))
     base.mkdir(parents=True, exist_ok=True)
     result = {
-        "machine": {"cpu": cpu_name(), "simd": simd_flags(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpu": cpu_name(),
+            "simd": simd_flags(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+        },
         "rows": [],
     }
     import torch
@@ -87,15 +93,27 @@ def main() -> None:
     result["machine"]["torch"] = torch.__version__
     judge = args.judge
     if judge is None:
-        _, wall = mnistcnn("train", "--config", "fast", "--data-dir", args.data_dir, "--run-dir", base / "judge", env=env)
+        _, wall = mnistcnn(
+            "train", "--config", "fast", "--data-dir", args.data_dir, "--run-dir", base / "judge", env=env
+        )
         judge = base / "judge" / "last.pt"
         result["judge_train_wall_s"] = round(wall, 1)
     for name in args.recipes.split(","):
         run = base / name
         _, wall = mnistcnn("train", "--config", name, "--data-dir", args.data_dir, "--run-dir", run, env=env)
         proc, eval_wall = mnistcnn(
-            "eval", run / "last.pt", "--judge", judge, "--data-dir", args.data_dir, "--json",
-            "--k", args.k, "--nll-images", 10000, env=env,
+            "eval",
+            run / "last.pt",
+            "--judge",
+            judge,
+            "--data-dir",
+            args.data_dir,
+            "--json",
+            "--k",
+            args.k,
+            "--nll-images",
+            10000,
+            env=env,
         )
         m = json.loads(proc.stdout.strip().splitlines()[-1])
         row = {"recipe": name, "wall_s": round(wall, 1), "eval_wall_s": round(eval_wall, 1), **m}
@@ -106,7 +124,9 @@ def main() -> None:
         goals = GOALS.get(name, {})
         row["goals"] = goals
         row["met"] = {
-            k: (row[k] <= v if k in ("wall_s", "nll", "fd_over_floor") else row[k] >= v) for k, v in goals.items() if k in row
+            k: (row[k] <= v if k in ("wall_s", "nll", "fd_over_floor") else row[k] >= v)
+            for k, v in goals.items()
+            if k in row
         }
         result["rows"].append(row)
         print(json.dumps({k: row[k] for k in row if k not in ("judge",)}), flush=True)
@@ -114,8 +134,16 @@ def main() -> None:
     print(f"{'recipe':8} {'wall s':>7} {'figures':<70} goals met")
     for row in result["rows"]:
         figs = []
-        for key, fmt in (("nll", "NLL {:.2f}"), ("neg_elbo", "-ELBO {:.2f}"), ("loss", "loss {:.2f}"), ("recon_accuracy", "judge on recon {:.2%}"),
-                         ("fd", "FD {:.1f}"), ("fd_over_floor", "({:.1f}x floor)"), ("class_fidelity", "fidelity {:.2%}"), ("style_accuracy", "style {:.2%}")):
+        for key, fmt in (
+            ("nll", "NLL {:.2f}"),
+            ("neg_elbo", "-ELBO {:.2f}"),
+            ("loss", "loss {:.2f}"),
+            ("recon_accuracy", "judge on recon {:.2%}"),
+            ("fd", "FD {:.1f}"),
+            ("fd_over_floor", "({:.1f}x floor)"),
+            ("class_fidelity", "fidelity {:.2%}"),
+            ("style_accuracy", "style {:.2%}"),
+        ):
             if key in row and not (key == "loss" and "nll" in row):
                 figs.append(fmt.format(row[key]))
         print(f"{row['recipe']:8} {row['wall_s']:7.1f} {' '.join(figs):<70} {row['met']}")

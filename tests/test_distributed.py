@@ -182,7 +182,11 @@ def test_autoencoders_under_torchrun_match_one_process(mnist_root, tmp_path, kin
     for key in single["model"]:
         torch.testing.assert_close(ddp["model"][key], single["model"][key], rtol=0, atol=1e-5)
     ours, theirs = (
-        [r for r in map(json.loads, (tmp_path / d / "metrics.jsonl").read_text().splitlines()) if r["type"] == "test"][0]
+        [
+            r
+            for r in map(json.loads, (tmp_path / d / "metrics.jsonl").read_text().splitlines())
+            if r["type"] == "test"
+        ][0]
         for d in ("ddp", "single")
     )
     assert ours["test_loss"] == pytest.approx(theirs["test_loss"], rel=1e-5)
@@ -190,7 +194,12 @@ def test_autoencoders_under_torchrun_match_one_process(mnist_root, tmp_path, kin
 
 def test_a_gan_trains_under_torchrun(mnist_root, tmp_path):
     """The GAN wraps its generator and discriminator in DDP apart; rank 0 writes the run and its progress."""
-    proc = train_cli(["--model", "gan", *GENERATIVE_ARGS, "--lr", "2e-4", "--optimizer", "adam"], tmp_path / "ddp", mnist_root, nproc=2)
+    proc = train_cli(
+        ["--model", "gan", *GENERATIVE_ARGS, "--lr", "2e-4", "--optimizer", "adam"],
+        tmp_path / "ddp",
+        mnist_root,
+        nproc=2,
+    )
     assert "world size 2" in proc.stdout
     ckpt = checkpoint.load(tmp_path / "ddp" / "last.pt", resume=True)
     assert ckpt["kind"] == "gan" and ckpt["step"] == 6

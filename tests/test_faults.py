@@ -319,8 +319,23 @@ def generative_runs(mnist_root, tmp_path_factory) -> Path:
 GENERATIVE = {
     "generate-png": ["generate", "RUNS/gan/last.pt", "--n", "8", "--out", "OUT"],
     "generate-npy": ["generate", "RUNS/gan/last.pt", "--n", "8", "--out", "NPY"],
-    "generate-style": ["generate", "RUNS/cvae/last.pt", "--style", "tests/data/photos/single-000.jpg", "--out", "OUT"],
-    "show-reconstructions": ["show", "reconstructions", "RUNS/cvae/last.pt", "--data-dir", "DATA", "--out", "OUT"],
+    "generate-style": [
+        "generate",
+        "RUNS/cvae/last.pt",
+        "--style",
+        "tests/data/photos/single-000.jpg",
+        "--out",
+        "OUT",
+    ],
+    "show-reconstructions": [
+        "show",
+        "reconstructions",
+        "RUNS/cvae/last.pt",
+        "--data-dir",
+        "DATA",
+        "--out",
+        "OUT",
+    ],
     "show-progress": ["show", "progress", "RUNS/gan", "--out", "OUT"],
 }
 

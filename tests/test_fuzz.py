@@ -267,7 +267,19 @@ def real_gan_ckpt(mnist_root, tmp_path_factory):
     run = tmp_path_factory.mktemp("fuzz-gan") / "run"
     mp = pytest.MonkeyPatch()
     mp.setenv(data.ENV_SUMS, str(mnist_root / "SHA256SUMS"))
-    args = ["train", "--model", "gan", "--data-dir", mnist_root, "--epochs", 1, "--batch-size", 32, "--train-limit", 64]
+    args = [
+        "train",
+        "--model",
+        "gan",
+        "--data-dir",
+        mnist_root,
+        "--epochs",
+        1,
+        "--batch-size",
+        32,
+        "--train-limit",
+        64,
+    ]
     result = CliRunner().invoke(app, [str(a) for a in [*args, "--device", "cpu", "--run-dir", run]])
     mp.undo()
     assert result.exit_code == 0, result.output

@@ -10,13 +10,13 @@ import signal
 import numpy as np
 import pytest
 import torch
+from test_resume import batch_steps, cli, interrupt_at, weights_hash
 from typer.testing import CliRunner
 
 from mnistcnn import checkpoint, kinds, rundir
 from mnistcnn.cli import app
 from mnistcnn.errors import CheckpointError
 from mnistcnn.generative import judge, sample, tasks
-from test_resume import batch_steps, cli, interrupt_at, weights_hash
 
 KINDS = ("ae", "vae", "cvae", "gan")
 PHOTO = "tests/data/photos/single-000.jpg"  # a phone photo of a 3 on paper
@@ -29,7 +29,9 @@ def runs(train_run, tmp_path_factory):
     base = tmp_path_factory.mktemp("generative")
     made = {"mynet": train_run(base / "judge", epochs=1, batch_size=64)}
     for kind in KINDS:
-        made[kind] = train_run(base / kind, model=kind, epochs=2, batch_size=32, train_limit=256, val_split=200)
+        made[kind] = train_run(
+            base / kind, model=kind, epochs=2, batch_size=32, train_limit=256, val_split=200
+        )
     return made
 
 
@@ -161,12 +163,25 @@ def test_style_writes_the_ten_digits_in_order(runs, tmp_path):
     assert digits.shape == (10, 28, 28)
     ckpt, module = checkpoint.load_model(runs["cvae"] / "last.pt", needs=None)
     ten = sample.in_style(module, np.zeros((28, 28), np.float32))
-    assert ten.shape == (10, 28, 28) and len({d.tobytes() for d in ten}) == 10  # one image per digit, all different
+    assert (
+        ten.shape == (10, 28, 28) and len({d.tobytes() for d in ten}) == 10
+    )  # one image per digit, all different
 
 
 def test_eval_reports_nll_and_the_judges_figures(runs, mnist_root):
     data = ("--data-dir", mnist_root)
-    result = invoke("eval", runs["vae"] / "last.pt", "--judge", runs["mynet"] / "last.pt", "--k", 8, "--nll-images", 100, "--json", *data)
+    result = invoke(
+        "eval",
+        runs["vae"] / "last.pt",
+        "--judge",
+        runs["mynet"] / "last.pt",
+        "--k",
+        8,
+        "--nll-images",
+        100,
+        "--json",
+        *data,
+    )
     assert result.exit_code == 0, result.output
     m = json.loads(result.stdout.strip().splitlines()[-1])
     assert m["kind"] == "vae" and m["nll_k"] == 8 and m["nll_images"] == 100
@@ -175,7 +190,11 @@ def test_eval_reports_nll_and_the_judges_figures(runs, mnist_root):
     test = rundir.read_metrics(runs["vae"] / "metrics.jsonl")[0][-1]
     assert m["neg_elbo"] == pytest.approx(test["test_loss"], rel=1e-6)
     assert {"fd", "fd_floor", "judge_confidence", "recon_accuracy"} <= set(m) and m["fd"] > m["fd_floor"] > 0
-    gan = json.loads(invoke("eval", runs["gan"] / "last.pt", "--judge", runs["mynet"] / "last.pt", "--json", *data).stdout.strip().splitlines()[-1])
+    gan = json.loads(
+        invoke("eval", runs["gan"] / "last.pt", "--judge", runs["mynet"] / "last.pt", "--json", *data)
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     assert 0 <= gan["class_fidelity"] <= 1 and gan["fd"] > 0
     text = invoke("eval", runs["ae"] / "last.pt", "--judge", runs["mynet"] / "last.pt", *data).output
     assert "reconstruction loss" in text and "reconstructions as their digit" in text
@@ -184,7 +203,11 @@ def test_eval_reports_nll_and_the_judges_figures(runs, mnist_root):
 def test_eval_without_a_judge_finds_the_newest_mynet_run_or_says_how(runs, tmp_path, monkeypatch, mnist_root):
     monkeypatch.chdir(tmp_path)
     result = invoke("eval", runs["ae"] / "last.pt", "--data-dir", mnist_root)
-    assert result.exit_code == 2 and "no MyNet run under runs/" in result.output and "mnistcnn train" in result.output
+    assert (
+        result.exit_code == 2
+        and "no MyNet run under runs/" in result.output
+        and "mnistcnn train" in result.output
+    )
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "m").symlink_to(runs["mynet"])
     result = invoke("eval", runs["ae"] / "last.pt", "--data-dir", mnist_root)
@@ -236,7 +259,9 @@ def test_frechet_distance_matches_the_closed_form():
     a = torch.randn((20000, 3), generator=gen, dtype=torch.float64)
     assert judge.frechet(a, a) == pytest.approx(0, abs=1e-9)
     # N(0, I) vs N(m, 4 I): |m|² + tr(I + 4I - 2·2I) = |m|² + 3
-    b = torch.randn((20000, 3), generator=gen, dtype=torch.float64) * 2 + torch.tensor([1.0, 2.0, 0.0], dtype=torch.float64)
+    b = torch.randn((20000, 3), generator=gen, dtype=torch.float64) * 2 + torch.tensor(
+        [1.0, 2.0, 0.0], dtype=torch.float64
+    )
     assert judge.frechet(a, b) == pytest.approx(5 + 3, rel=0.03)
 
 
@@ -245,7 +270,9 @@ def test_step_noise_is_a_function_of_seed_and_step_and_shards_like_the_data():
 
     one = tasks.Noise(3, 17, 10, World.single(), None, "cpu").randn(4)
     again = tasks.Noise(3, 17, 10, World.single(), None, "cpu").randn(4)
-    assert torch.equal(one, again) and not torch.equal(one, tasks.Noise(3, 18, 10, World.single(), None, "cpu").randn(4))
+    assert torch.equal(one, again) and not torch.equal(
+        one, tasks.Noise(3, 18, 10, World.single(), None, "cpu").randn(4)
+    )
     parts = [tasks.Noise(3, 17, 5, World(r, r, 2), 2 / 10, "cpu").randn(4) for r in range(2)]
     assert torch.equal(torch.cat(parts), one)  # two ranks together draw what one process draws
 
@@ -253,7 +280,10 @@ def test_step_noise_is_a_function_of_seed_and_step_and_shards_like_the_data():
 GEN_ARGS = "--epochs 2 --batch-size 16 --train-limit 320 --lr 2e-3 --device cpu --precision fp32 --deterministic --log-every 1"
 
 
-@pytest.mark.parametrize(("kind", "at_step", "sig"), [("vae", 7, signal.SIGINT), ("cvae", 20, signal.SIGTERM), ("gan", 13, signal.SIGINT)])
+@pytest.mark.parametrize(
+    ("kind", "at_step", "sig"),
+    [("vae", 7, signal.SIGINT), ("cvae", 20, signal.SIGTERM), ("gan", 13, signal.SIGINT)],
+)
 def test_interrupted_generative_runs_resume_bit_identical(mnist_root, tmp_path, kind, at_step, sig):
     """Every step's noise comes from (seed, step) and the GAN's two optimizer halves and its EMA are in the
     checkpoint: a stopped and resumed run ends with the weights of one that never stopped."""
@@ -269,7 +299,6 @@ def test_interrupted_generative_runs_resume_bit_identical(mnist_root, tmp_path, 
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert weights_hash(run) == weights_hash(reference)
     assert batch_steps(run) == list(range(1, 41))
-
 
 
 def test_the_film_strip_spreads_its_epochs_and_keeps_the_first_and_last():

@@ -175,7 +175,18 @@ class Position:
 
 
 def build(
-    model, optimizer, cfg, epoch, batch, step, history, best, partial=None, run_id=None, kind="mynet", model_args=None
+    model,
+    optimizer,
+    cfg,
+    epoch,
+    batch,
+    step,
+    history,
+    best,
+    partial=None,
+    run_id=None,
+    kind="mynet",
+    model_args=None,
 ) -> dict:
     """Everything needed to continue exactly: `epoch` epochs done plus `batch` batches of the next one.
 

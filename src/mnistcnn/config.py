@@ -50,8 +50,12 @@ class TrainConfig(BaseModel):
     latent: int | None = _key(
         None, "generative kinds: size of the latent code (None = the kind's default)", ge=2, le=512
     )
-    d_lr_ratio: float = _key(2.0, "gan only: the discriminator's LR over the generator's (TTUR)", gt=0, le=100)
-    ema: float = _key(0.999, "gan only: decay of the generator's moving average (samples come from it)", ge=0, lt=1)
+    d_lr_ratio: float = _key(
+        2.0, "gan only: the discriminator's LR over the generator's (TTUR)", gt=0, le=100
+    )
+    ema: float = _key(
+        0.999, "gan only: decay of the generator's moving average (samples come from it)", ge=0, lt=1
+    )
     batch_size: int = _key(128, "keeps the CPU/GPU busy, yet many updates per epoch", gt=0, le=MNIST_TRAIN)
     lr: float = _key(
         3e-3, "peak LR of the one-cycle schedule; Adam on MyNet diverges above ~1e-2", gt=0, le=10

@@ -1,7 +1,8 @@
 """Model kinds: the one registry that builds any kind, says what its checkpoint holds and how it trains.
 
 Usage: `kind = kinds.get("vae")`; `args = kind.args_of(cfg_dict)`; `module = kind.build(args)`;
-`task = kind.task(cfg, world)` (the Trainer's per-kind seam: parameter groups, the step, the metrics, the score).
+`task = generative.tasks.for_kind(kind, cfg, world)` (the Trainer's per-kind seam: the step, the metrics, the
+score; this module stays free of it, so the checkpoint code that builds models never imports the training code).
 
 A checkpoint stores `kind` and `model_args`; its schema is the built module's own state_dict (schema.py builds
 it on the meta device). Adding a kind = its networks, its task and one line in KINDS.
@@ -56,11 +57,6 @@ class Kind:
             return [{"params": list(module.g.parameters())}, d]
         return [{"params": list(module.parameters())}]
 
-    def task(self, cfg, world):
-        from mnistcnn.generative import tasks
-
-        return tasks.for_kind(self, cfg, world)
-
 
 KINDS = {
     k.name: k
@@ -68,7 +64,9 @@ KINDS = {
         Kind("mynet", "MyNet, the lecture's classifier", "classifier"),
         Kind("ae", "a convolutional autoencoder", "autoencoder", default_latent=16),
         Kind("vae", "a convolutional VAE", "autoencoder", variational=True, default_latent=32),
-        Kind("cvae", "a conditional VAE", "autoencoder", conditional=True, variational=True, default_latent=16),
+        Kind(
+            "cvae", "a conditional VAE", "autoencoder", conditional=True, variational=True, default_latent=16
+        ),
         Kind("gan", "a conditional GAN", "generator", conditional=True, default_latent=64),
     )
 }
@@ -125,4 +123,3 @@ def _meta_shapes(name: str, args_json: str) -> tuple[dict, list[list[tuple]]]:
 def expected_shapes(name: str, args: dict) -> tuple[dict, list[list[tuple]]]:
     """(state_dict name → shape, per optimizer group the parameter shapes) of a kind built with `args`."""
     return _meta_shapes(name, json.dumps(args, sort_keys=True))
-

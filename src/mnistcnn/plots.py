@@ -69,7 +69,9 @@ def plot_loss(metrics: Path, out: Path, log=lambda _: None, within: Path | None 
     return save_figure(fig, out)
 
 
-def _loss_axes(ax1, batches: list[dict], title: str, unit: str = "cross-entropy loss", gan: bool = False) -> None:
+def _loss_axes(
+    ax1, batches: list[dict], title: str, unit: str = "cross-entropy loss", gan: bool = False
+) -> None:
     steps = [r["step"] for r in batches]
     lines = [("loss", "D loss" if gan else "batch loss", "tab:blue")]
     if gan:
@@ -84,7 +86,9 @@ def _loss_axes(ax1, batches: list[dict], title: str, unit: str = "cross-entropy 
             _moving_average(losses, window),
             color=color,
             linewidth=1.8,
-            label=f"{label}: moving average ({window} batches)" if gan else f"moving average ({window} batches)",
+            label=f"{label}: moving average ({window} batches)"
+            if gan
+            else f"moving average ({window} batches)",
         )
     ends = {}
     for r in batches:
@@ -124,7 +128,14 @@ def _epoch_loss_axes(ax2, epochs: list[dict], tests: list[dict], gan: bool) -> N
             if pts:
                 ax2.plot(*zip(*pts), style, label=label)
         for t in tests if not gan else []:
-            ax2.plot([t["epoch"]], [t["test_loss"]], "*", markersize=14, color="tab:red", label=f"test {t['test_loss']:.2f}")
+            ax2.plot(
+                [t["epoch"]],
+                [t["test_loss"]],
+                "*",
+                markersize=14,
+                color="tab:red",
+                label=f"test {t['test_loss']:.2f}",
+            )
         ax2.set_xticks(xs)
         ax2.legend(loc="upper right")
     ax2.set_xlabel("epoch")

@@ -54,7 +54,11 @@ def format_epoch(r: dict) -> str:
     for key, name, unit in _SHOWN:
         if key in r:
             parts.append(f"{name} {100 * r[key]:.2f} %" if unit == "%" else f"{name} {r[key]:.4f}")
-    return f"epoch {r['epoch']}: " + ", ".join(parts) + f", {r['seconds']:.1f} s ({r['images_per_s']:,.0f} img/s)"
+    return (
+        f"epoch {r['epoch']}: "
+        + ", ".join(parts)
+        + f", {r['seconds']:.1f} s ({r['images_per_s']:,.0f} img/s)"
+    )
 
 
 class PlainReporter:

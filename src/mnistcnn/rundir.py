@@ -243,9 +243,25 @@ _SCHEMA = {  # required keys of each record type and their types (bool is not a 
 _OPTIONAL = {
     key: _NUMBER
     for key in (
-        "val_acc", "val_loss", "train_loss", "lr", "train_acc", "test_acc", "test_loss", "g_loss", "train_g_loss",
-        "train_recon", "train_kl", "val_recon", "val_kl", "test_recon", "test_kl",
-        "val_d_real", "val_d_fake", "test_d_real", "test_d_fake",
+        "val_acc",
+        "val_loss",
+        "train_loss",
+        "lr",
+        "train_acc",
+        "test_acc",
+        "test_loss",
+        "g_loss",
+        "train_g_loss",
+        "train_recon",
+        "train_kl",
+        "val_recon",
+        "val_kl",
+        "test_recon",
+        "test_kl",
+        "val_d_real",
+        "val_d_fake",
+        "test_d_real",
+        "test_d_fake",
     )
 }
 

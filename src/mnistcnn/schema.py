@@ -167,14 +167,17 @@ def check_optimizer(opt, kind: str, groups_shapes: list[list[tuple]] | None = No
     groups, state = opt["param_groups"], opt["state"]
     if len(groups) != len(groups_shapes) or not all(isinstance(g, dict) for g in groups):
         n = len(groups_shapes)
-        raise Bad("optimizer.param_groups", f"must be a list of {n} dict{'s' if n > 1 else ''} (the model's groups)")
+        raise Bad(
+            "optimizer.param_groups", f"must be a list of {n} dict{'s' if n > 1 else ''} (the model's groups)"
+        )
     first = 0
     for g, (group, sizes) in enumerate(zip(groups, groups_shapes)):
         numbers = list(range(first, first + len(sizes)))
         if group.get("params") != numbers:
             shown_numbers = f"[{numbers[0]}, ..., {numbers[-1]}]" if len(numbers) > 6 else str(numbers)
             raise Bad(
-                f"optimizer.param_groups[{g}].params", f"must be {shown_numbers}; got {_show(group.get('params'))}"
+                f"optimizer.param_groups[{g}].params",
+                f"must be {shown_numbers}; got {_show(group.get('params'))}",
             )
         first += len(sizes)
         for key in GROUP_KEYS[kind]:
@@ -264,7 +267,9 @@ def check_partial(partial, batch: int) -> None:
         raise Bad(
             "partial.losses", f"must be a list of {batch} losses (one per batch done); got {_show(losses)}"
         )
-    for loss in losses:  # a number per batch (>= 0), or a short list (a GAN's D and G: the hinge G loss may be < 0)
+    for (
+        loss
+    ) in losses:  # a number per batch (>= 0), or a short list (a GAN's D and G: the hinge G loss may be < 0)
         if isinstance(loss, list) and 1 <= len(loss) <= 4:
             for value in loss:
                 number(value, "partial.losses", -1e9, 1e9)

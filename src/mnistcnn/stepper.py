@@ -128,13 +128,19 @@ class Stepper:
         return torch.stack(losses), correct
 
     def steps(
-        self, idx_block: torch.Tensor, lrs: list[float], lr_table: torch.Tensor | None = None, first_step: int = 0
+        self,
+        idx_block: torch.Tensor,
+        lrs: list[float],
+        lr_table: torch.Tensor | None = None,
+        first_step: int = 0,
     ):
         """Train on len(lrs) batches; `lr_table` (the same values on the device) feeds a replayed graph.
         `first_step`: the global number of the first of them (graphs capture MyNet only: it draws no noise)."""
         graph = self.graphs.get(len(lrs))
         if graph is None or len(idx_block) != len(graph.idx):
-            return self._body(idx_block, lrs, first_step)  # eager: no graph, or the epoch's last, smaller batch
+            return self._body(
+                idx_block, lrs, first_step
+            )  # eager: no graph, or the epoch's last, smaller batch
         graph.idx.copy_(idx_block)
         graph.lrs.copy_(lr_table if lr_table is not None else torch.tensor(lrs))
         graph.graph.replay()

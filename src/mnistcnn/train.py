@@ -22,6 +22,7 @@ from mnistcnn.config import TrainConfig
 from mnistcnn.distributed import World
 from mnistcnn.engine import resolve_device, resolve_precision, use_channels_last
 from mnistcnn.errors import Interrupted, MnistcnnError
+from mnistcnn.generative import tasks
 from mnistcnn.report import Reporter, Silent
 from mnistcnn.resume import StopFlag, agreed_stop, should_stop
 from mnistcnn.rundir import RunDir, environment
@@ -85,7 +86,7 @@ class Trainer:
         self.run: RunDir | None = None
         self.recipe: str | None = None  # what the config started from (config.json's "recipe")
         self.kind = kinds.get(cfg.model)
-        self.task = self.kind.task(cfg, world)
+        self.task = tasks.for_kind(self.kind, cfg, world)
         self.precision = resolve_precision(cfg.precision, device)
         # channels_last was measured faster for MyNet on CPUs; the generative nets use it only when asked ("on")
         self.channels_last = use_channels_last(cfg.channels_last, device) and (
@@ -156,7 +157,9 @@ class Trainer:
         scale = self.world.size / cfg.batch_size if self.world.distributed else None
 
         def make(graphs: bool) -> Stepper:
-            optimizer = make_optimizer(cfg, self.kind.param_groups(self.model, cfg), device, capturable=graphs)
+            optimizer = make_optimizer(
+                cfg, self.kind.param_groups(self.model, cfg), device, capturable=graphs
+            )
             if resume is not None:
                 checkpoint.load_optimizer_state(optimizer, resume["optimizer"])
             x, y = self.train.x, self.train.y

@@ -202,3 +202,23 @@ class Group(TyperGroup):
 def sub_app(help: str) -> typer.Typer:
     """A command group under the root (`mnistcnn data ...`, `mnistcnn show ...`)."""
     return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None)
+
+
+Out = Annotated[Path, typer.Option(help="Picture to write (.png, .svg, .pdf, .jpg; no extension: .png).")]
+Force = Annotated[
+    bool,
+    typer.Option("--force", help="Replace an existing file that is not this command's kind of output."),
+]
+
+
+def picture(path: Path, option: str, inputs: list, force: bool, folders: bool = False) -> Path:
+    """The picture file a command will write, checked before any work (see outputs.check_output)."""
+    from mnistcnn.outputs import PICTURE, check_output
+
+    return check_output(path, PICTURE, option, inputs, force, folders)
+
+
+show_app = sub_app(
+    "The lecture's pictures: filters, feature maps, kernels, activations; for the generative kinds "
+    "reconstructions, interpolate, arithmetic, manifold, latent, progress."
+)

@@ -12,15 +12,11 @@ from typing import Annotated
 
 import typer
 
-from mnistcnn.cli.common import Checkpoint, DataDir, Device, fail, say, sub_app
+from mnistcnn.cli.common import Checkpoint, DataDir, Device, Force, Out, fail, say, show_app
+from mnistcnn.cli.common import picture as _picture
 from mnistcnn.outputs import json_safe
 from mnistcnn.safeio import shown
 
-Out = Annotated[Path, typer.Option(help="Picture to write (.png, .svg, .pdf, .jpg; no extension: .png).")]
-Force = Annotated[
-    bool,
-    typer.Option("--force", help="Replace an existing file that is not this command's kind of output."),
-]
 Index = Annotated[int | None, typer.Option(help="Use test-set image N instead of an IMAGE file.")]
 
 
@@ -43,11 +39,16 @@ def eval_(
     ] = None,
     judge: Annotated[
         Path | None,
-        typer.Option(help="Generative kinds: the MyNet checkpoint that judges (default: the newest MyNet run)."),
+        typer.Option(
+            help="Generative kinds: the MyNet checkpoint that judges (default: the newest MyNet run)."
+        ),
     ] = None,
     k: Annotated[int, typer.Option("--k", help="vae, cvae: importance samples per image for the NLL.")] = 200,
     nll_images: Annotated[
-        int, typer.Option(help="vae, cvae: test images for the NLL (10000: all; k=200 on all takes minutes on a CPU).")
+        int,
+        typer.Option(
+            help="vae, cvae: test images for the NLL (10000: all; k=200 on all takes minutes on a CPU)."
+        ),
     ] = 2000,
     force: Force = False,
 ) -> None:
@@ -222,12 +223,6 @@ def failures(
     say(f"{int(wrong.sum())} of {len(wrong)} test digits misclassified; wrote {out}")
 
 
-show_app = sub_app(
-    "The lecture's pictures: filters, feature maps, kernels, activations; for the generative kinds "
-    "reconstructions, interpolate, arithmetic, manifold, latent, progress."
-)
-
-
 @show_app.command("filters")
 def show_filters(checkpoint: Checkpoint, out: Out = Path("filters.png"), force: Force = False) -> None:
     """conv1's 32 learned 3×3 kernels on one shared colour scale."""
@@ -343,8 +338,12 @@ def _summary_generative(kind, model) -> None:
         table.add_row("total", "", f"{total:,}")
         console.print(table)
         grand += total
-    note = " (and as many again in the generator's moving average, which samples)" if kind.name == "gan" else ""
-    console.print(f"{kind.what}: {grand:,} trained parameters{note}; MyNet, the judge, has 41,866", highlight=False)
+    note = (
+        " (and as many again in the generator's moving average, which samples)" if kind.name == "gan" else ""
+    )
+    console.print(
+        f"{kind.what}: {grand:,} trained parameters{note}; MyNet, the judge, has 41,866", highlight=False
+    )
 
 
 def export(
@@ -367,10 +366,3 @@ def export(
     ckpt, model = load_model(checkpoint, command="export")
     mean, std = normalization(ckpt)
     say(f"wrote {do_export(ckpt, model, format, out)} (input = (pixels/255 - {mean:g}) / {std:g})")
-
-
-def _picture(path: Path, option: str, inputs: list, force: bool, folders: bool = False) -> Path:
-    """The picture file a command will write, checked before any work (see outputs.check_output)."""
-    from mnistcnn.outputs import PICTURE, check_output
-
-    return check_output(path, PICTURE, option, inputs, force, folders)

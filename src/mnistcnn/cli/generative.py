@@ -23,13 +23,19 @@ Seed = Annotated[int, typer.Option(help="Seeds the noise: the same seed draws th
 
 def generate(
     checkpoint: Checkpoint,
-    out: Annotated[Path, typer.Option(help="Where to write: .png (a grid) or .npy (uint8 (N, 28, 28), ink 255 on 0).")],
+    out: Annotated[
+        Path, typer.Option(help="Where to write: .png (a grid) or .npy (uint8 (N, 28, 28), ink 255 on 0).")
+    ],
     digit: Annotated[int | None, typer.Option(help="Draw only this digit (cvae, gan).")] = None,
-    n: Annotated[int, typer.Option("--n", help="How many digits (a --style writes the ten digits 0-9).")] = 64,
+    n: Annotated[
+        int, typer.Option("--n", help="How many digits (a --style writes the ten digits 0-9).")
+    ] = 64,
     seed: Seed = 0,
     style: Annotated[
         Path | None,
-        typer.Option(help="cvae: a picture of one digit (a drawing or a phone photo); writes 0-9 in its style."),
+        typer.Option(
+            help="cvae: a picture of one digit (a drawing or a phone photo); writes 0-9 in its style."
+        ),
     ] = None,
     device: Device = "cpu",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing file of another kind.")] = False,
@@ -49,19 +55,27 @@ def generate(
         raise fail(f"--seed must be 0..2^63-1; got {seed}")
     out = check_output(out, DIGITS, "--out", [checkpoint, style], force)
     needs = "conditional" if digit is not None else "samples"
-    ckpt, module = load_model(checkpoint, device, needs=needs, command="generate" + (" --digit" if digit is not None else ""))
+    ckpt, module = load_model(
+        checkpoint, device, needs=needs, command="generate" + (" --digit" if digit is not None else "")
+    )
     kind = kinds.of_checkpoint(ckpt)
     from mnistcnn.generative import sample
 
     if style is not None:
         if kind.name != "cvae":
-            raise fail(f"{shown(checkpoint)} holds {kind.what} ({kind.name}); --style needs a cvae checkpoint")
+            raise fail(
+                f"{shown(checkpoint)} holds {kind.what} ({kind.name}); --style needs a cvae checkpoint"
+            )
         digits = sample.in_style(module, _one_digit(style))
     else:
         digits = sample.draw(kind, module, n, seed, digit)
     payload = sample.npy_bytes(digits) if out.suffix.lower() == ".npy" else sample.png_grid(digits)
     write_bytes(out, payload)
-    what = "the ten digits 0-9 in its style" if style is not None else f"{len(digits)} digit{'s' * (len(digits) > 1)}"
+    what = (
+        "the ten digits 0-9 in its style"
+        if style is not None
+        else f"{len(digits)} digit{'s' * (len(digits) > 1)}"
+    )
     say(f"wrote {out} ({what})")
 
 
@@ -97,14 +111,18 @@ def describe(m: dict, checkpoint) -> list[str]:
     """The eval figures of a generative model in words, one line each."""
     lines = [f"{m['kind']} {shown(checkpoint)} on {m['n']:,} test images:"]
     if "neg_elbo" in m:
-        lines.append(f"  neg-ELBO {m['neg_elbo']:.2f} nats per image (reconstruction {m['recon']:.2f} + KL {m['kl']:.2f})")
+        lines.append(
+            f"  neg-ELBO {m['neg_elbo']:.2f} nats per image (reconstruction {m['recon']:.2f} + KL {m['kl']:.2f})"
+        )
         lines.append(
             f"  NLL {m['nll']:.2f} nats (importance-weighted, k = {m['nll_k']}, {m['nll_images']:,} images, binarized)"
         )
     elif m["kind"] == "ae":
         lines.append(f"  reconstruction loss {m['loss']:.2f} nats per image (BCE, summed over 784 pixels)")
     else:
-        lines.append(f"  discriminator: {100 * m['d_real']:.1f} % real on test images, {100 * m['d_fake']:.1f} % on samples")
+        lines.append(
+            f"  discriminator: {100 * m['d_real']:.1f} % real on test images, {100 * m['d_fake']:.1f} % on samples"
+        )
     if "judge" in m:
         lines.append(f"judge {shown(m['judge'])} ({100 * m['judge_test_accuracy']:.2f} % on the test set):")
         if "recon_accuracy" in m:
@@ -116,14 +134,16 @@ def describe(m: dict, checkpoint) -> list[str]:
                 f"{m['fd_floor']:.2f}; {ratio:.1f}× the floor); mean confidence {100 * m['judge_confidence']:.1f} %"
             )
         if "class_fidelity" in m:
-            lines.append(f"  class fidelity {100 * m['class_fidelity']:.2f} % (samples read as the digit asked for)")
+            lines.append(
+                f"  class fidelity {100 * m['class_fidelity']:.2f} % (samples read as the digit asked for)"
+            )
     return lines
 
 
 # --- pictures: mnistcnn show reconstructions|interpolate|arithmetic|manifold|latent|progress ---
 
-from mnistcnn.cli.common import DataDir  # noqa: E402
-from mnistcnn.cli.explain import Force, Out, _picture, show_app  # noqa: E402
+from mnistcnn.cli.common import DataDir, Force, Out, show_app  # noqa: E402
+from mnistcnn.cli.common import picture as _picture  # noqa: E402
 
 
 def _model_and_test_set(checkpoint: Path, needs: str, command: str, data_dir, device: str = "cpu"):
@@ -158,7 +178,9 @@ def show_reconstructions(
         raise fail(f"--n must be 1..20; got {n}")
     _index(index)
     out = _picture(out, "--out", [checkpoint], force)
-    kind, module, images, labels = _model_and_test_set(checkpoint, "autoencoder", "show reconstructions", data_dir)
+    kind, module, images, labels = _model_and_test_set(
+        checkpoint, "autoencoder", "show reconstructions", data_dir
+    )
     sl = slice(index, min(index + n, len(images)))
     rows = pictures.reconstructions(kind, module, images[sl], labels[sl])
     say(f"wrote {pictures.rows_png(rows, out, f'{kind.name}: test digits and their reconstructions')}")
@@ -169,7 +191,9 @@ def show_interpolate(
     checkpoint: Checkpoint,
     image_a: Annotated[Path | None, typer.Argument(help="A picture of the first digit (or --index).")] = None,
     image_b: Annotated[Path | None, typer.Argument(help="A picture of the second digit.")] = None,
-    index: Annotated[tuple[int, int] | None, typer.Option(help="Two test-set images I J instead of pictures.")] = None,
+    index: Annotated[
+        tuple[int, int] | None, typer.Option(help="Two test-set images I J instead of pictures.")
+    ] = None,
     digits: Annotated[tuple[int, int], typer.Option(help="gan: the digits A B to morph between.")] = (1, 7),
     steps: Annotated[int, typer.Option(help="Pictures along the way (3-20).")] = 10,
     seed: Seed = 0,
@@ -263,8 +287,14 @@ def show_manifold(
     if digit is not None and not kind.conditional:
         raise fail(f"--digit is for cvae and gan checkpoints; this one holds {kind.what}")
     grid = pictures.manifold(kind, module, images, labels, size, digit, seed)
-    plane = "z1 × z2" if module.latent == 2 else ("two seeded noise directions" if kind.family == "generator" else "the two principal axes")
-    title = f"{kind.name}: the decoded latent plane ({plane}, ±2 spreads)" + (f", digit {digit or 0}" if kind.conditional else "")
+    plane = (
+        "z1 × z2"
+        if module.latent == 2
+        else ("two seeded noise directions" if kind.family == "generator" else "the two principal axes")
+    )
+    title = f"{kind.name}: the decoded latent plane ({plane}, ±2 spreads)" + (
+        f", digit {digit or 0}" if kind.conditional else ""
+    )
     say(f"wrote {pictures.grid_png(grid, size, out, title)}")
 
 

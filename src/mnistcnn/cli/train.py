@@ -24,6 +24,15 @@ Recipe = Annotated[
     ),
 ]
 
+Kind = Annotated[str | None, typer.Option(help="mynet (the lecture's classifier), ae, vae, cvae or gan.")]
+Latent = Annotated[
+    int | None, typer.Option(help="ae, vae, cvae, gan: the latent code's size (default: the kind's).")
+]
+
+Resume = Annotated[
+    Path | None, typer.Option(help="Continue a run: its folder or checkpoint (--epochs may raise the total).")
+]
+
 # The options that are not TrainConfig keys; every other option of `train` is one.
 _NOT_CONFIG = ("config", "data_dir", "run_dir", "resume")
 
@@ -31,12 +40,8 @@ _NOT_CONFIG = ("config", "data_dir", "run_dir", "resume")
 def train(
     ctx: typer.Context,
     config: Recipe = None,
-    model: Annotated[
-        str | None, typer.Option(help="mynet (the lecture's classifier), ae, vae, cvae or gan.")
-    ] = None,
-    latent: Annotated[
-        int | None, typer.Option(help="ae, vae, cvae, gan: the latent code's size (default: the kind's).")
-    ] = None,
+    model: Kind = None,
+    latent: Latent = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the training set.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per optimizer step.")] = None,
     lr: Annotated[
@@ -72,13 +77,9 @@ def train(
     ] = None,
     data_dir: DataDir = None,
     run_dir: Annotated[Path | None, typer.Option(help="Run folder to create (default runs/<time>).")] = None,
-    resume: Annotated[
-        Path | None,
-        typer.Option(help="Continue a run: its folder or checkpoint (--epochs may raise the total)."),
-    ] = None,
+    resume: Resume = None,
 ) -> None:
-    """Train MyNet (or --model ae|vae|cvae|gan) and write a run folder (config, metrics, checkpoints, loss plot).
-    Ctrl-C saves and stops."""
+    """Train MyNet (or --model ae|vae|cvae|gan): a run folder (config, metrics, checkpoints, loss plot). Ctrl-C saves."""
     from mnistcnn.errors import Interrupted
     from mnistcnn.report import reporter_for_stdout
     from mnistcnn.resume import plan_run

@@ -6,8 +6,6 @@ Usage: `m = evaluate_checkpoint("runs/vae/last.pt", judge="runs/mynet/last.pt", 
 
 from __future__ import annotations
 
-import torch
-
 from mnistcnn.distributed import World
 
 NLL_K = 200  # importance samples per image (Burda et al. report k = 5000; 200 is within ~0.1 nat of it here)
@@ -29,6 +27,7 @@ def evaluate_checkpoint(
     from mnistcnn import checkpoint, data, kinds
     from mnistcnn.config import from_dict
     from mnistcnn.generative import judge as judging
+    from mnistcnn.generative import tasks
     from mnistcnn.generative.tasks import eval_noise, iw_nll
 
     ckpt, module = ckpt_model or checkpoint.load_model(path, device, needs="latent", command="eval")
@@ -40,7 +39,7 @@ def evaluate_checkpoint(
     dev = next(module.parameters()).device
     x = data.to_device(images, dev, 0.0, 1.0)
     y = labels.to(dev)
-    task = kind.task(cfg, World.single())
+    task = tasks.for_kind(kind, cfg, World.single())
     m = task.evaluate(module, x, y, cfg.eval_batch_size, World.single())
     out = {"kind": kind.name, "n": m["n"], "loss": m["loss"]}
     if kind.variational:
@@ -55,6 +54,8 @@ def evaluate_checkpoint(
     if referee is not None:
         train_images, _ = data.load_split(root, train=True)
         out.update(
-            judging.report(kind, module, referee, images.numpy(), labels.numpy(), train_images.numpy(), log=log)
+            judging.report(
+                kind, module, referee, images.numpy(), labels.numpy(), train_images.numpy(), log=log
+            )
         )
     return out

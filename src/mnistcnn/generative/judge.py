@@ -92,7 +92,9 @@ def accuracy(probs: torch.Tensor, labels) -> float:
 
 
 @torch.inference_mode()
-def report(kind, module, judge: Judge, test_images, test_labels, train_images, seed: int = 0, log=lambda _: None) -> dict:
+def report(
+    kind, module, judge: Judge, test_images, test_labels, train_images, seed: int = 0, log=lambda _: None
+) -> dict:
     """The judge's figures for one generative model (see the module docstring): autoencoders `recon_accuracy`
     (the judge reading their reconstructions of the test set); samplers `fd`, `fd_floor`, `judge_confidence`,
     and for conditional kinds `class_fidelity` (the judge's accuracy on samples of asked digits)."""

@@ -31,7 +31,13 @@ def _trace(net: nn.Module, run) -> list[tuple[str, tuple, int]]:
     for name, m in net.named_modules():
         if isinstance(m, LAYERS):
             params = sum(p.numel() for p in m.parameters())
-            hooks.append(m.register_forward_hook(lambda mod, i, o, n=name, p=params: rows.append((_describe(n, mod), tuple(o.shape[1:]), p))))
+            hooks.append(
+                m.register_forward_hook(
+                    lambda mod, i, o, n=name, p=params: rows.append(
+                        (_describe(n, mod), tuple(o.shape[1:]), p)
+                    )
+                )
+            )
     try:
         run()
     finally:
@@ -49,12 +55,20 @@ def layers(kind, module) -> list[tuple[str, list, int]]:
     total = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
     if kind.family == "generator":
         return [
-            (f"generator (z: {module.latent} + digit → 28×28)", _trace(module.g, lambda: module.g(z, y)), total(module.g)),
-            ("discriminator (28×28 → real/fake + digit)", _trace(module.d, lambda: module.d(x, y)), total(module.d)),
+            (
+                f"generator (z: {module.latent} + digit → 28×28)",
+                _trace(module.g, lambda: module.g(z, y)),
+                total(module.g),
+            ),
+            (
+                "discriminator (28×28 → real/fake + digit)",
+                _trace(module.d, lambda: module.d(x, y)),
+                total(module.d),
+            ),
         ]
-    if kind.variational:
-        run = lambda: module(x, y if kind.conditional else None, z)  # noqa: E731
-    else:
-        run = lambda: module(x)  # noqa: E731
+
+    def run():
+        return module(x, y if kind.conditional else None, z) if kind.variational else module(x)
+
     what = f"encoder → z ({module.latent}{' + digit' if kind.conditional else ''}) → decoder"
     return [(what, _trace(module, run), total(module))]

@@ -26,7 +26,11 @@ class _Encoder(nn.Module):
         super().__init__()
         self.classes = classes
         self.conv = nn.Sequential(
-            nn.Conv2d(1, width, 4, 2, 1), nn.ReLU(), nn.Conv2d(width, 2 * width, 4, 2, 1), nn.ReLU(), nn.Flatten()
+            nn.Conv2d(1, width, 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 4, 2, 1),
+            nn.ReLU(),
+            nn.Flatten(),
         )
         self.fc = nn.Sequential(nn.Linear(2 * width * 49 + classes, hidden), nn.ReLU())
 
@@ -130,7 +134,11 @@ class Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """`y`: digits (long), or (B, 10) weights blending the digits' embeddings (interpolation)."""
-        e = soft_labels(y, self.embed.num_embeddings, z.dtype) @ self.embed.weight if y.is_floating_point() else self.embed(y)
+        e = (
+            soft_labels(y, self.embed.num_embeddings, z.dtype) @ self.embed.weight
+            if y.is_floating_point()
+            else self.embed(y)
+        )
         h = self.fc(torch.cat([z, e], 1)).view(-1, self.width, 7, 7)
         return torch.sigmoid(self.up2(F.relu(self.up1(F.relu(h)))))
 
@@ -159,7 +167,9 @@ class Discriminator(nn.Module):
 class GAN(nn.Module):
     """A conditional GAN: generator `g`, discriminator `d` and `g_ema`, the moving average of g that samples."""
 
-    AC_WEIGHT = 8.0  # the generator's digit loss: 1 or 3 gave 93-95 % class fidelity in the tuning, 8 gave 98 %
+    AC_WEIGHT = (
+        8.0  # the generator's digit loss: 1 or 3 gave 93-95 % class fidelity in the tuning, 8 gave 98 %
+    )
 
     def __init__(self, latent: int = 64, classes: int = 10) -> None:
         super().__init__()

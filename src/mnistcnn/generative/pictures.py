@@ -27,7 +27,10 @@ def _dev(module):
 def encode_mean(kind, module, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
     """The latent code of images (the mean of q(z|x) for a VAE)."""
     module.eval()
-    out = [module.encode(x[i : i + 1000], None if y is None or not kind.conditional else y[i : i + 1000]) for i in range(0, len(x), 1000)]
+    out = [
+        module.encode(x[i : i + 1000], None if y is None or not kind.conditional else y[i : i + 1000])
+        for i in range(0, len(x), 1000)
+    ]
     return torch.cat([o[0] if isinstance(o, tuple) else o for o in out])
 
 
@@ -38,7 +41,10 @@ def decode(kind, module, z, y=None) -> np.ndarray:
 def reconstructions(kind, module, images: np.ndarray, labels: np.ndarray) -> list:
     x, y = _x(images, _dev(module)), torch.as_tensor(labels, device=_dev(module))
     z = encode_mean(kind, module, x, y)
-    return [("test images", np.asarray(images)), ("reconstructions", decode(kind, module, z, y if kind.conditional else None))]
+    return [
+        ("test images", np.asarray(images)),
+        ("reconstructions", decode(kind, module, z, y if kind.conditional else None)),
+    ]
 
 
 def _line(a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
@@ -46,7 +52,9 @@ def _line(a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
     return a.unsqueeze(0) * (1 - t) + b.unsqueeze(0) * t
 
 
-def interpolate(kind, module, a: np.ndarray, b: np.ndarray, labels=(None, None), steps: int = 10, seed: int = 0) -> list:
+def interpolate(
+    kind, module, a: np.ndarray, b: np.ndarray, labels=(None, None), steps: int = 10, seed: int = 0
+) -> list:
     """Autoencoders: the decoded straight line between two images' codes, beside the pixels' cross-fade. A GAN
     (a, b unused): the line between two noise vectors at digit labels[0], and between digits labels[0] → labels[1]
     at one noise vector."""
@@ -64,7 +72,11 @@ def interpolate(kind, module, a: np.ndarray, b: np.ndarray, labels=(None, None),
     y = torch.as_tensor([labels[0] or 0, labels[1] or 0], device=dev)
     z = encode_mean(kind, module, x, y)
     zs = _line(z[0], z[1], steps)
-    ys = _line(torch.eye(10, device=dev)[y[0]], torch.eye(10, device=dev)[y[1]], steps) if kind.conditional else None
+    ys = (
+        _line(torch.eye(10, device=dev)[y[0]], torch.eye(10, device=dev)[y[1]], steps)
+        if kind.conditional
+        else None
+    )
     pixels = (_line(x[0], x[1], steps).clamp(0, 1) * 255).round().to(torch.uint8).squeeze(1).cpu().numpy()
     return [("latent space", decode(kind, module, zs, ys)), ("pixel space", pixels)]
 
@@ -111,12 +123,20 @@ def arithmetic(kind, module, images, labels, index: int, alphas=(-2, -1, 0, 1, 2
         mine = np.flatnonzero(ys == d)
         order = mine[np.argsort(thickness[mine])]
         fifth = max(1, len(order) // 5)
-        vector += (z[torch.as_tensor(order[-fifth:], device=dev)].mean(0) - z[torch.as_tensor(order[:fifth], device=dev)].mean(0)) / 10
+        vector += (
+            z[torch.as_tensor(order[-fifth:], device=dev)].mean(0)
+            - z[torch.as_tensor(order[:fifth], device=dev)].mean(0)
+        ) / 10
     picks = [int(np.flatnonzero(ys == d)[0]) for d in (0, 2, 3, 7, 8)]
     for p in picks:
         zs = torch.stack([z[p] + a * vector for a in alphas])
         yy = torch.full((len(alphas),), int(ys[p]), device=dev) if kind.conditional else None
-        rows.append((f"{int(ys[p])} + α(thick − thin), α = {alphas[0]:g}…{alphas[-1]:g}", decode(kind, module, zs, yy)))
+        rows.append(
+            (
+                f"{int(ys[p])} + α(thick − thin), α = {alphas[0]:g}…{alphas[-1]:g}",
+                decode(kind, module, zs, yy),
+            )
+        )
     return rows
 
 
@@ -129,7 +149,9 @@ def axes_of(z: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor,
     return centre, v[:2], s[:2] / (len(z) - 1) ** 0.5
 
 
-def manifold(kind, module, images, labels, size: int = 15, digit: int | None = None, seed: int = 0) -> np.ndarray:
+def manifold(
+    kind, module, images, labels, size: int = 15, digit: int | None = None, seed: int = 0
+) -> np.ndarray:
     """The decoded grid over the latent plane (a 2-d latent, or its two principal axes over the test set; a GAN's
     noise: two seeded directions), ±2 spreads around the centre: uint8 (size², 28, 28), row-major."""
     dev = _dev(module)
@@ -141,7 +163,9 @@ def manifold(kind, module, images, labels, size: int = 15, digit: int | None = N
         z, _, _ = latents_with_images(kind, module, images, labels)
         centre, dirs, spread = axes_of(z)
     t = torch.linspace(-2, 2, size, device=dev)
-    grid = torch.stack([centre + a * spread[0] * dirs[0] + b * spread[1] * dirs[1] for b in t.flip(0) for a in t])
+    grid = torch.stack(
+        [centre + a * spread[0] * dirs[0] + b * spread[1] * dirs[1] for b in t.flip(0) for a in t]
+    )
     y = torch.full((len(grid),), 0 if digit is None else digit, device=dev) if kind.conditional else None
     return decode(kind, module, grid, y)
 
@@ -167,7 +191,16 @@ def rows_png(rows: list, out: Path, title: str, cols: int | None = None) -> Path
     cols = cols or max(len(r[1]) for r in rows)
     fig = Figure(figsize=(max(6.0, 0.62 * cols + 2.6), 0.72 * len(rows) + 0.7))
     fig.suptitle(title, fontsize=11)
-    grid = fig.add_gridspec(len(rows), cols + 3, left=0.01, right=0.99, top=1 - 0.55 / fig.get_figheight(), bottom=0.02, wspace=0.05, hspace=0.15)
+    grid = fig.add_gridspec(
+        len(rows),
+        cols + 3,
+        left=0.01,
+        right=0.99,
+        top=1 - 0.55 / fig.get_figheight(),
+        bottom=0.02,
+        wspace=0.05,
+        hspace=0.15,
+    )
     for r, (label, digits) in enumerate(rows):
         ax = fig.add_subplot(grid[r, :3])
         ax.axis("off")
@@ -205,8 +238,17 @@ def scatter_png(xy: np.ndarray, labels: np.ndarray, out: Path, title: str, axes:
     cbar.set_label("digit")
     for d in range(10):
         cx, cy = np.median(xy[labels == d], axis=0)
-        ax.text(cx, cy, str(d), fontsize=14, weight="bold", ha="center", va="center", color="black",
-                bbox={"boxstyle": "circle,pad=0.2", "fc": "white", "alpha": 0.7, "lw": 0})
+        ax.text(
+            cx,
+            cy,
+            str(d),
+            fontsize=14,
+            weight="bold",
+            ha="center",
+            va="center",
+            color="black",
+            bbox={"boxstyle": "circle,pad=0.2", "fc": "white", "alpha": 0.7, "lw": 0},
+        )
     ax.set_title(title, fontsize=11)
     ax.set_xlabel(axes)
     fig.tight_layout()
@@ -223,9 +265,15 @@ def progress_frames(run: Path) -> list[tuple[int, np.ndarray]]:
     from mnistcnn.images import decode_gray
 
     folder = run / sample.PROGRESS
-    names = sorted(p.name for p in folder.iterdir() if re.fullmatch(r"epoch-\d{3,6}\.png", p.name)) if folder.is_dir() else []
+    names = (
+        sorted(p.name for p in folder.iterdir() if re.fullmatch(r"epoch-\d{3,6}\.png", p.name))
+        if folder.is_dir()
+        else []
+    )
     if not names:
-        raise MnistcnnError(f"{safeio.shown(run)} has no {sample.PROGRESS}/epoch-NNN.png; is it a GAN run folder (mnistcnn train --model gan)?")
+        raise MnistcnnError(
+            f"{safeio.shown(run)} has no {sample.PROGRESS}/epoch-NNN.png; is it a GAN run folder (mnistcnn train --model gan)?"
+        )
     frames = []
     for name in names:
         data = safeio.read_capped(folder / name, 4 << 20, within=run)
@@ -263,7 +311,10 @@ def animation_bytes(frames: list, fmt: str) -> bytes:
 
     from PIL import Image
 
-    images = [Image.fromarray(g, mode="L").resize((g.shape[1] * 2, g.shape[0] * 2), Image.NEAREST) for _, g in frames]
+    images = [
+        Image.fromarray(g, mode="L").resize((g.shape[1] * 2, g.shape[0] * 2), Image.NEAREST)
+        for _, g in frames
+    ]
     durations = [500] * (len(images) - 1) + [2000]
     buf = io.BytesIO()
     images[0].save(buf, format=fmt, save_all=True, append_images=images[1:], duration=durations, loop=0)

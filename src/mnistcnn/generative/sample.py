@@ -45,7 +45,14 @@ def draw(kind, module, n: int, seed: int = 0, digit: int | None = None) -> np.nd
     gen = torch.Generator(device=device).manual_seed(seed)
     z = torch.randn((n, module.latent), generator=gen, device=device)
     y = labels_for(n, digit, device) if kind.conditional else None
-    return to_uint8(torch.cat([decode_pixels(kind, module, z[i : i + 1000], None if y is None else y[i : i + 1000]) for i in range(0, n, 1000)]))
+    return to_uint8(
+        torch.cat(
+            [
+                decode_pixels(kind, module, z[i : i + 1000], None if y is None else y[i : i + 1000])
+                for i in range(0, n, 1000)
+            ]
+        )
+    )
 
 
 @torch.inference_mode()
@@ -81,7 +88,9 @@ def tile(digits: np.ndarray, cols: int, pad: int = 2) -> np.ndarray:
     out = np.zeros((rows * (28 + pad) + pad, cols * (28 + pad) + pad), np.uint8)
     for i, d in enumerate(digits):
         r, c = divmod(i, cols)
-        out[pad + r * (28 + pad) : pad + r * (28 + pad) + 28, pad + c * (28 + pad) : pad + c * (28 + pad) + 28] = d
+        out[
+            pad + r * (28 + pad) : pad + r * (28 + pad) + 28, pad + c * (28 + pad) : pad + c * (28 + pad) + 28
+        ] = d
     return out
 
 

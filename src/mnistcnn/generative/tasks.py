@@ -1,6 +1,6 @@
 """Each kind's training step and evaluation: the Trainer's per-kind seam.
 
-Usage: `task = kinds.get("vae").task(cfg, world)`; the Stepper calls `task.train_on(stepper, xb, yb, scale, step)`
+Usage: `task = for_kind(kinds.get("vae"), cfg, world)`; the Stepper calls `task.train_on(stepper, xb, yb, scale, step)`
 for every step (MyNet's step stays the Stepper's own, CUDA-graph-captured); the Trainer calls
 `task.evaluate(module, x, y, batch_size, world)`, `task.epoch_fields(...)` and `task.record(prefix, metrics)`.
 
@@ -53,7 +53,9 @@ def binarize(x: torch.Tensor, noise_u: torch.Tensor) -> torch.Tensor:
 
 
 def bce_per_image(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none").flatten(1).sum(1)
+    return (
+        F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none").flatten(1).sum(1)
+    )
 
 
 def kl_per_image(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -215,7 +217,9 @@ def eval_noise(x: torch.Tensor, latent: int) -> tuple[torch.Tensor, torch.Tensor
 
 
 @torch.inference_mode()
-def iw_nll(module, xbin: torch.Tensor, y, k: int, batch_size: int = 100, seed: int = EVAL_SEED) -> torch.Tensor:
+def iw_nll(
+    module, xbin: torch.Tensor, y, k: int, batch_size: int = 100, seed: int = EVAL_SEED
+) -> torch.Tensor:
     """-log p(x) per image (nats) by importance sampling with k draws from q(z|x) (Burda et al.)."""
     module.eval()
     gen = torch.Generator(device=xbin.device).manual_seed(seed + 1)
@@ -295,12 +299,14 @@ class GANTask(Task):
             sl = slice(i, i + batch_size)
             real, _ = module.d(x[sl], y[sl])
             fake, _ = module.d(module.g_ema(z[sl], y[sl]), y[sl])
-            total += torch.stack([
-                (F.relu(1 - real).sum() + F.relu(1 + fake).sum()).double(),
-                torch.sigmoid(real).sum().double(),
-                torch.sigmoid(fake).sum().double(),
-                _count(len(real), x.device),
-            ])
+            total += torch.stack(
+                [
+                    (F.relu(1 - real).sum() + F.relu(1 + fake).sum()).double(),
+                    torch.sigmoid(real).sum().double(),
+                    torch.sigmoid(fake).sum().double(),
+                    _count(len(real), x.device),
+                ]
+            )
         module.train(was)
         world.all_reduce_(total)
         loss, real, fake, n = total.cpu().tolist()
