@@ -133,3 +133,13 @@ def fast_recipe_run(tmp_path_factory) -> tuple[Path, dict]:
 
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, each worker computes on its share of the cores: 2 workers × 2 threads on 2 cores made
+    a CPU-bound test several times slower (OpenMP threads waiting for a core the other worker holds)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))

@@ -97,7 +97,10 @@ def test_sigterm_under_torchrun_saves_and_resumes(mnist_root, tmp_path):
     args = shlex.split(
         "--epochs 3 --batch-size 16 --train-limit 2000 --lr 2e-3 --device cpu --precision fp32 --optimizer sgd"
     )
-    train_cli(args, tmp_path / "single", mnist_root)
+    # the reference: the same two-process run, never stopped. (Against one process the weights agree to ~3e-5
+    # only, after 375 SGD steps on an AVX2-only CPU: reduction-order roundings; test_two_gloo_processes_match_one
+    # holds that equality on a short run.) A stopped-and-resumed data-parallel run must end where it would have.
+    train_cli(args, tmp_path / "single", mnist_root, nproc=2)
     env = {**os.environ, data.ENV_SUMS: str(mnist_root / "SHA256SUMS"), "OMP_NUM_THREADS": "1"}
     run = tmp_path / "ddp"
     launcher = [
@@ -133,7 +136,7 @@ def test_sigterm_under_torchrun_saves_and_resumes(mnist_root, tmp_path):
     single = checkpoint.load(tmp_path / "single" / "last.pt")["model"]
     ddp = checkpoint.load(run / "last.pt")["model"]
     for key in single:
-        torch.testing.assert_close(ddp[key], single[key], rtol=0, atol=1e-5)
+        torch.testing.assert_close(ddp[key], single[key], rtol=0, atol=1e-7)
     steps = [
         json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines() if '"batch"' in x
     ]

@@ -77,10 +77,10 @@ def test_a_name_finds_the_recipe_and_anything_else_is_a_path(tmp_path, monkeypat
 @pytest.mark.parametrize(
     "given, message",
     [
-        ("nope", "no recipe or file named 'nope'; the recipes: default, fast, fast-gpu, lecture"),
+        ("nope", "no recipe or file named 'nope'; the recipes: ae, cvae, default, fast, fast-gpu, gan, lecture, vae"),
         ("fsat", "no recipe or file named 'fsat' (did you mean 'fast'?)"),
         ("configs/fast.toml", "did you mean the shipped recipe: --config fast?"),
-        ("x/y.toml", "config file x/y.toml does not exist; pass a recipe name (default, fast"),
+        ("x/y.toml", "config file x/y.toml does not exist; pass a recipe name (ae, cvae, default, fast"),
         (".", "config file . is a folder; pass a recipe name"),
     ],
 )
@@ -107,7 +107,8 @@ def test_recipes_lists_every_recipe_with_its_figures():
     lines = result.output.splitlines()
     for row in config.catalog():
         line = next(ln for ln in lines if ln.startswith(row["name"] + " "))
-        assert line.split()[:4] == [row["name"], "mynet", str(row["epochs"]), str(row["batch_size"])]
+        assert line.split()[:4] == [row["name"], row["model"], str(row["epochs"]), str(row["batch_size"])]
+        assert row["model"] == load_config(row["name"]).model
         assert line.endswith(row["why"])
         for m in row["measured"]:
             assert f"measured on {m['machine']}: {m['figures']}" in result.output
@@ -129,7 +130,7 @@ def test_recipes_unknown_name_is_one_line():
     result = invoke("recipes", "fsat")
     assert result.exit_code == 2
     assert (
-        result.output == "error: no recipe named 'fsat'; the recipes: default, fast, fast-gpu, lecture "
+        result.output == "error: no recipe named 'fsat'; the recipes: ae, cvae, default, fast, fast-gpu, gan, lecture, vae "
         "(mnistcnn recipes lists them)\n"
     )
 

@@ -84,10 +84,10 @@ def slow_loading(monkeypatch, slow_path, seconds: float):
 
     real = checkpoint.load_model
 
-    def load_model(path, device="cpu"):
+    def load_model(path, device="cpu", **kwargs):
         if str(path) == str(slow_path):
             time.sleep(seconds)
-        return real(path, device)
+        return real(path, device, **kwargs)
 
     monkeypatch.setattr(checkpoint, "load_model", load_model)
 

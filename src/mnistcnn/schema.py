@@ -167,9 +167,8 @@ def check_optimizer(opt, kind: str, groups_shapes: list[list[tuple]] | None = No
     groups, state = opt["param_groups"], opt["state"]
     if len(groups) != len(groups_shapes) or not all(isinstance(g, dict) for g in groups):
         n = len(groups_shapes)
-        raise Bad(
-            "optimizer.param_groups", f"must be a list of {n} dict{'s' if n > 1 else ''} (the model's groups)"
-        )
+        many = "one dict (MyNet trains as one group)" if n == 1 else f"{n} dicts (the model's groups)"
+        raise Bad("optimizer.param_groups", f"must be a list of {many}")
     first = 0
     for g, (group, sizes) in enumerate(zip(groups, groups_shapes)):
         numbers = list(range(first, first + len(sizes)))

@@ -54,24 +54,16 @@ def eval_(
 ) -> None:
     """Test accuracy, average loss and per-class accuracy of a checkpoint; for ae/vae/cvae/gan their losses,
     NLL and the judge's figures (FD in MyNet's feature space, class fidelity)."""
-    from mnistcnn import checkpoint as checkpoints
-    from mnistcnn import kinds
-    from mnistcnn.engine import resolve_device
+    from mnistcnn.cli.generative import generative_checkpoint
     from mnistcnn.evaluate import evaluate_checkpoint
 
-    resolve_device(device)
-    ckpt = checkpoints.load(checkpoint)
-    if kinds.of_checkpoint(ckpt).name != "mynet":
-        if confusion is not None or batch_size is not None:
-            raise fail("--confusion and --batch-size are for MyNet checkpoints")
-        from mnistcnn.cli.generative import eval_generative
-
-        model = checkpoints.model_from_checkpoint(ckpt, checkpoint).to(resolve_device(device))
-        return eval_generative(checkpoint, (ckpt, model), data_dir, device, judge, k, nll_images, json_out)
-    if judge is not None:
-        raise fail("--judge is for generative checkpoints (ae, vae, cvae, gan); this one holds MyNet")
     if confusion is not None:
         confusion = _picture(confusion, "--confusion", [checkpoint], force)
+    loaded = generative_checkpoint(checkpoint, device, confusion is not None or batch_size is not None, judge)
+    if loaded is not None:
+        from mnistcnn.cli.generative import eval_generative
+
+        return eval_generative(checkpoint, loaded, data_dir, device, judge, k, nll_images, json_out)
     log = (lambda m: say(m, err=True)) if json_out else say
     m = evaluate_checkpoint(checkpoint, data_dir, device, batch_size, log=log)
     if confusion is not None:

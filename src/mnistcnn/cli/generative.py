@@ -86,6 +86,23 @@ def _one_digit(path: Path):
     return extract(load_picture(path), False, str(path)).digits[0]
 
 
+def generative_checkpoint(path: Path, device: str, mynet_options: bool, judge):
+    """For `eval`: (checkpoint, model) when `path` holds a generative kind, None for MyNet; the options that
+    belong to the other kind are one line."""
+    from mnistcnn import checkpoint, kinds
+    from mnistcnn.engine import resolve_device
+
+    dev = resolve_device(device)
+    ckpt = checkpoint.load(path)
+    if kinds.of_checkpoint(ckpt).name == "mynet":
+        if judge is not None:
+            raise fail("--judge is for generative checkpoints (ae, vae, cvae, gan); this one holds MyNet")
+        return None
+    if mynet_options:
+        raise fail("--confusion and --batch-size are for MyNet checkpoints")
+    return ckpt, checkpoint.model_from_checkpoint(ckpt, path).to(dev)
+
+
 def eval_generative(checkpoint: Path, ckpt_model, data_dir, device, judge, k, nll_images, json_out) -> None:
     """`mnistcnn eval` of an ae, vae, cvae or gan checkpoint (see generative.evaluation)."""
     from mnistcnn.generative.evaluation import evaluate_checkpoint
