@@ -77,7 +77,10 @@ def test_a_name_finds_the_recipe_and_anything_else_is_a_path(tmp_path, monkeypat
 @pytest.mark.parametrize(
     "given, message",
     [
-        ("nope", "no recipe or file named 'nope'; the recipes: ae, cvae, default, fast, fast-gpu, gan, lecture, vae"),
+        (
+            "nope",
+            "no recipe or file named 'nope'; the recipes: ae, cvae, default, fast, fast-gpu, gan, lecture, vae",
+        ),
         ("fsat", "no recipe or file named 'fsat' (did you mean 'fast'?)"),
         ("configs/fast.toml", "did you mean the shipped recipe: --config fast?"),
         ("x/y.toml", "config file x/y.toml does not exist; pass a recipe name (ae, cvae, default, fast"),
@@ -130,7 +133,8 @@ def test_recipes_unknown_name_is_one_line():
     result = invoke("recipes", "fsat")
     assert result.exit_code == 2
     assert (
-        result.output == "error: no recipe named 'fsat'; the recipes: ae, cvae, default, fast, fast-gpu, gan, lecture, vae "
+        result.output
+        == "error: no recipe named 'fsat'; the recipes: ae, cvae, default, fast, fast-gpu, gan, lecture, vae "
         "(mnistcnn recipes lists them)\n"
     )
 
