@@ -318,3 +318,17 @@ def test_a_gans_negative_g_loss_is_a_valid_partial_epoch():
     schema.check_partial({"losses": [[1.2, -0.38], [0.9, 0.4]], "sums": [], "seconds": 1.0}, 2)
     with pytest.raises(schema.Bad, match="partial.losses"):
         schema.check_partial({"losses": [-0.38], "seconds": 1.0}, 1)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_kind_trains_on_the_bf16_cpu_path(train_run, tmp_path, monkeypatch, kind):
+    """What `--precision auto` picks on an AMX / AVX512-BF16 CPU, forced here on any CPU: every kind trains in
+    bf16 autocast, its checkpoint loads whole, and its test figure (always fp32) is finite."""
+    from mnistcnn.engine import ENV_CPU_BF16
+
+    monkeypatch.setenv(ENV_CPU_BF16, "1")
+    run = train_run(tmp_path / kind, model=kind, epochs=1, batch_size=32, train_limit=64, precision="auto")
+    assert json.loads((run / "env.json").read_text())["precision"] == "bf16"
+    ckpt = checkpoint.load(run / "last.pt", resume=True)
+    test = rundir.read_metrics(run / "metrics.jsonl")[0][-1]
+    assert ckpt["kind"] == kind and test["type"] == "test" and np.isfinite(test["test_loss"])
