@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from mnistcnn import checkpoint, data
 from mnistcnn.cli import app
-from mnistcnn.rundir import read_metrics
+from mnistcnn.rundir import EPOCHS, read_metrics, snapshots
 
 ERRNOS = (errno.ENOSPC, errno.EIO, errno.EACCES)
 TINY = ["--train-limit", "64", "--batch-size", "64", "--device", "cpu", "--log-every", "1000"]
@@ -73,8 +73,8 @@ def check_whole(root: Path) -> None:
     """No temporary file left; every checkpoint loads; every metrics.jsonl holds only whole records."""
     for p in root.rglob("*"):
         assert not TMP.match(p.name), f"left behind: {p}"
-        if p.name in ("last.pt", "best.pt"):
-            checkpoint.load(p)
+        if p.name in ("last.pt", "best.pt") or (p.parent.name == EPOCHS and p.suffix == ".pt"):
+            checkpoint.load(p)  # a run's checkpoints and its per-epoch snapshots (--keep-epochs)
         if p.name == "metrics.jsonl":
             raw = p.read_bytes()
             assert raw == b"" or raw.endswith(b"\n"), f"torn record in {p}"
@@ -148,6 +148,18 @@ def test_train_new_run(base, mnist_root, tmp_path, monkeypatch, quick_pictures):
     )
     assert writes >= 20  # mkdir, lock, config, env, metrics, last.pt, best.pt, last.pt, loss.png
     assert checkpoint.load(run / "last.pt")["run_id"]
+
+
+def test_train_keep_epochs(base, mnist_root, tmp_path, monkeypatch, quick_pictures):
+    """--keep-epochs adds the epochs/ folder (a mkdir) and a snapshot per epoch (an atomic checkpoint write)."""
+    run = tmp_path / "run"
+
+    def reset():
+        shutil.rmtree(run, ignore_errors=True)
+
+    args = ["train", *TINY, "--epochs", "2", "--keep-epochs", "--data-dir", mnist_root, "--run-dir", run]
+    assert walk(tmp_path, monkeypatch, args, reset=reset) >= 30
+    assert [n for n, _ in snapshots(run)] == [1, 2]
 
 
 def test_resume(base, mnist_root, tmp_path, monkeypatch, quick_pictures):

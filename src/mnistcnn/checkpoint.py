@@ -1,7 +1,8 @@
 """The checkpoint format in one place: a plain dict of tensors and JSON-like values, built from a run, written
 atomically, loaded with weights_only=True, turned back into a model, an optimizer state and a position.
 
-Usage: `save(path, build(model, opt, cfg, epoch, batch, step, history, best, run_id=id))`; `ckpt = load(path)`;
+Usage: `save(path, build(model, opt, cfg, epoch, batch, step, history, best, run_id=id))`; a weights-only
+`save(path, snapshot(model, cfg, epoch, step, history))`; `ckpt = load(path)`;
 `model = model_from_checkpoint(ckpt)`; `pos = Position.of(ckpt)`.
 """
 
@@ -211,6 +212,23 @@ def build(
         "run_id": run_id,
         "kind": kind,
         "model_args": dict(model_args) if model_args is not None else {"activation": cfg.activation},
+    }
+
+
+def snapshot(model, cfg, epoch: int, step: int, history, run_id=None, kind="mynet", model_args=None) -> dict:
+    """A per-epoch snapshot (--keep-epochs): the weights after `epoch` epochs and what loading them needs (kind,
+    model_args, config with its normalisation, the epoch records so far) — no optimizer state, no position
+    inside an epoch: `load` accepts it for eval, predict, show…; `load(..., resume=True)` refuses it."""
+    return {
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "config": cfg.to_dict(),
+        "epoch": epoch,
+        "step": step,
+        "metrics": [r for r in history if r.get("type") == "epoch"],
+        "run_id": run_id,
+        "kind": kind,
+        "model_args": dict(model_args) if model_args is not None else {"activation": cfg.activation},
+        "snapshot": True,
     }
 
 

@@ -100,6 +100,11 @@ class TrainConfig(BaseModel):
     log_every: int = _key(
         0, "host sync interval in steps (0 = about twice a second)", "engine", ge=0, le=10**6
     )
+    keep_epochs: bool = _key(
+        False,
+        "also write epochs/epoch-NNN.pt, the weights after each epoch (~171 KB for MyNet), to replay training",
+        "engine",
+    )
 
     @field_validator("mean", "std", "train_limit", "latent", mode="before")
     @classmethod

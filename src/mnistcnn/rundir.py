@@ -1,8 +1,10 @@
-"""The run folder: config.json, env.json, metrics.jsonl, last.pt, best.pt, loss.png — its lock, its identity
-(a run id in config.json and every checkpoint), and every write to it through outputs.py.
+"""The run folder: config.json, env.json, metrics.jsonl, last.pt, best.pt, loss.png, epochs/epoch-NNN.pt (with
+--keep-epochs) — its lock, its identity (a run id in config.json and every checkpoint), and every write to it
+through outputs.py.
 
 Usage: `run = RunDir.create(path, recipe="fast")` (locked); `run.append({"type": "epoch", ...})`;
-`run.unlock()`; `records, skipped = read_metrics(path, skip_bad=True)`; `newest_run("runs")`.
+`checkpoint.save(run.snapshot_path(3), ...)`; `run.unlock()`; `records, skipped = read_metrics(path,
+skip_bad=True)`; `snapshots(path)` → [(1, path/epochs/epoch-001.pt), ...]; `newest_run("runs")`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import fcntl
 import json
 import os
 import platform
+import re
+import stat
 import sys
 import time
 import uuid
@@ -23,6 +27,43 @@ from mnistcnn.outputs import LOCK, is_run_dir
 from mnistcnn.safeio import shown
 
 _HINT = "free some space or fix the folder; the previous checkpoints are untouched"
+EPOCHS = "epochs"  # --keep-epochs: the folder of the per-epoch snapshots, one epoch-NNN.pt each
+_SNAPSHOT = re.compile(r"epoch-(\d{3,5})\.pt")
+
+
+def snapshot_name(epoch: int) -> str:
+    """epoch-001.pt for epoch 1 (three digits at least: sorted by name is sorted by epoch up to 999)."""
+    return f"epoch-{epoch:03d}.pt"
+
+
+def snapshot_path(run_dir: str | os.PathLike, epoch: int) -> Path:
+    return Path(run_dir) / EPOCHS / snapshot_name(epoch)
+
+
+def snapshots(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """(epoch, path) of each per-epoch snapshot of a run folder, sorted by epoch. Only regular files named as
+    `snapshot_name` writes them count; anything else there (other names, folders, FIFOs, links resolving outside
+    the run folder — safeio's policy — or an epochs folder that is itself such a link) is ignored."""
+    run_dir = Path(run_dir)
+    folder = run_dir / EPOCHS
+    try:
+        safeio.inside(folder, run_dir)
+        entries = list(os.scandir(folder))
+    except (OSError, safeio.Refused):  # none, not a folder, unreadable, or a link out of the run
+        return []
+    found = []
+    for entry in entries:
+        match = _SNAPSHOT.fullmatch(entry.name)
+        if match is None or entry.name != snapshot_name(int(match.group(1))):
+            continue  # epoch-1.pt, epoch-0001.pt: not a name this mnistcnn writes
+        try:
+            safeio.inside(entry.path, run_dir)
+            regular = stat.S_ISREG(os.stat(entry.path).st_mode)
+        except (OSError, safeio.Refused):
+            continue
+        if regular and int(match.group(1)) >= 1:
+            found.append((int(match.group(1)), Path(entry.path)))
+    return sorted(found)
 
 
 def default_run_dir(base: str | os.PathLike = "runs") -> Path:
@@ -146,6 +187,28 @@ class RunDir:
     @property
     def metrics_path(self) -> Path:
         return self.path / "metrics.jsonl"
+
+    def snapshot_path(self, epoch: int) -> Path:
+        """Where epoch `epoch`'s snapshot goes, its folder made first: a real folder inside the run (a link
+        there or a file of that name is refused, so nothing is written outside the run folder)."""
+        folder = self.path / EPOCHS
+        try:
+            if not os.path.lexists(folder):
+                folder.mkdir()
+        except FileExistsError:
+            pass  # made meanwhile; a link or a file is refused below
+        except OSError as e:
+            raise outputs.write_error(folder, e, _HINT) from None
+        try:
+            mode = os.lstat(folder).st_mode
+        except OSError as e:  # removed meanwhile
+            raise outputs.write_error(folder, e, _HINT) from None
+        if not stat.S_ISDIR(mode):
+            raise MnistcnnError(
+                f"{shown(folder)} is not a folder (a link or a file); the per-epoch snapshots go into a real "
+                "folder of the run: move it away"
+            )
+        return snapshot_path(self.path, epoch)
 
 
 def identity(folder: Path, ckpt: dict) -> str:

@@ -3,7 +3,9 @@ tensor names/shapes/dtypes (its kind's module built on the meta device: kinds.ex
 state's structure, a config TrainConfig accepts, a consistent position.
 
 Usage: `cfg = check(ckpt, path)` (eval, predict, show, summary, export); `check(ckpt, path, resume=True)`
-(--resume needs the optimizer state and the position too). Any violation is one CheckpointError naming the field.
+(--resume needs the optimizer state and the position too). A per-epoch snapshot (`"snapshot": true`, weights
+only: checkpoint.snapshot) passes the first and is refused by the second. Any violation is one CheckpointError
+naming the field.
 """
 
 from __future__ import annotations
@@ -104,6 +106,13 @@ def check(ckpt: typing.Any, path, resume: bool = False) -> TrainConfig:
     except ConfigError as e:
         raise CheckpointError(f"{path} holds a config this mnistcnn cannot use: {e}") from None
     try:
+        if not isinstance(ckpt.get("snapshot", False), bool):
+            raise Bad("snapshot", f"must be true or false; got {_show(ckpt['snapshot'])}")
+        if resume and ckpt.get("snapshot") is True:
+            raise CheckpointError(
+                f"{path} is a per-epoch snapshot (weights only, no optimizer state) and cannot be resumed; "
+                "resume its run folder instead: mnistcnn train --resume RUN_DIR (its last.pt)"
+            )
         shapes, groups = expected(ckpt, cfg)
         check_model(ckpt["model"], shapes, ckpt.get("kind", "mynet"))
         if resume:

@@ -282,7 +282,8 @@ class Trainer:
         raise Interrupted(self.stop.signum, self.run_dir)
 
     def end_epoch(self, epoch: int, losses: torch.Tensor, correct: torch.Tensor, seconds: float) -> None:
-        """Reduce, record, validate, checkpoint (last.pt; best.pt when validation improved)."""
+        """Reduce, record, validate, checkpoint (last.pt; best.pt when validation improved; with --keep-epochs
+        epochs/epoch-NNN.pt)."""
         cfg, n = self.cfg, len(self.train.x)
         begin = self.pos.batch if epoch == self.pos.epoch else 0
         self.world.all_reduce_(losses, average=True)
@@ -317,6 +318,8 @@ class Trainer:
             self._save("last.pt", epoch + 1)
             if improved:
                 self._save("best.pt", epoch + 1)
+            if cfg.keep_epochs:
+                self._save_snapshot(epoch + 1)
             if self.kind.name == "gan":
                 from mnistcnn.generative import sample
 
@@ -379,6 +382,20 @@ class Trainer:
             model_args=self.model_args,
         )
         checkpoint.save(self.run.path / name, state)
+
+    def _save_snapshot(self, epoch: int) -> None:
+        """--keep-epochs: the weights after `epoch` (no optimizer state), replaced when a resume re-does it."""
+        state = checkpoint.snapshot(
+            self.model,
+            self.cfg,
+            epoch,
+            self.step,
+            self.history,
+            run_id=self.run.run_id,
+            kind=self.kind.name,
+            model_args=self.model_args,
+        )
+        checkpoint.save(self.run.snapshot_path(epoch), state)
 
 
 def _check_finite(values: list, first_step: int, run) -> None:

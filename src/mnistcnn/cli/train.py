@@ -33,6 +33,14 @@ Resume = Annotated[
     Path | None, typer.Option(help="Continue a run: its folder or checkpoint (--epochs may raise the total).")
 ]
 
+KeepEpochs = Annotated[
+    bool | None,
+    typer.Option(
+        "--keep-epochs/--no-keep-epochs",
+        help="Also keep the weights after every epoch: RUN/epochs/epoch-NNN.pt (~171 KB each for MyNet).",
+    ),
+]
+
 # The options that are not TrainConfig keys; every other option of `train` is one.
 _NOT_CONFIG = ("config", "data_dir", "run_dir", "resume")
 
@@ -75,6 +83,7 @@ def train(
     log_every: Annotated[
         int | None, typer.Option(help="Read losses back every N steps (default: about twice a second).")
     ] = None,
+    keep_epochs: KeepEpochs = None,
     data_dir: DataDir = None,
     run_dir: Annotated[Path | None, typer.Option(help="Run folder to create (default runs/<time>).")] = None,
     resume: Resume = None,
@@ -95,6 +104,15 @@ def train(
         raise _interrupted(e, data_dir) from None
     if result["is_main"]:
         _print_result(result, time.perf_counter() - start, data_dir)
+        _print_kept(run_dir, cfg.keep_epochs)
+
+
+def _print_kept(run_dir: Path, keep_epochs: bool) -> None:
+    from mnistcnn.rundir import snapshots
+
+    kept = [path for _, path in snapshots(run_dir)] if keep_epochs else []
+    if kept:
+        say(f"kept each epoch's weights: {kept[0]} … {kept[-1].name} (mnistcnn eval {kept[-1]})")
 
 
 def _started_from(config: str | None) -> str | None:
