@@ -52,8 +52,10 @@ def predict_test_set(ckpt, model, data_dir, batch_size: int | None = None, log=l
     from mnistcnn.evaluate import on_test_set
 
     out = on_test_set(ckpt, model, data_dir, batch_size, log)
-    conf, pred = torch.softmax(out["logits"], 1).max(1)
+    probs = torch.softmax(out["logits"].float(), 1)
+    conf, pred = probs.max(1)
     return {
+        "probs": probs.cpu().numpy(),
         "images": out["images"].numpy(),
         "labels": out["labels"].numpy(),
         "pred": pred.cpu().numpy(),

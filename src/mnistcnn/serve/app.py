@@ -24,7 +24,8 @@ from mnistcnn.outputs import json_safe
 from mnistcnn.serve.guard import Guard, Hosts, Stop
 from mnistcnn.serve.models import Models
 from mnistcnn.serve.reading import PixelBudget, UnsupportedImage, read_upload
-from mnistcnn.serve.runs import Source, describe, read_after
+from mnistcnn.serve.runs import NotFound, Source, describe, read_after
+from mnistcnn.serve.views_api import add_views
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 10 * 1024 * 1024
@@ -41,6 +42,8 @@ PREDICT_BODY = {
     }
 }
 Run = Query(None, description="A run's name from GET /api/runs (default: the served checkpoint).")
+Epoch = Query(None, description="Read with the run's snapshot of this epoch (train --keep-epochs).")
+OnMap = Query(False, description="Add the digit's place in GET /api/map's projection.")
 
 
 class SafeJSON(JSONResponse):
@@ -121,10 +124,10 @@ def _add_api(app: FastAPI, source: Source, models: Models) -> None:
     async def predict(
         request: Request,
         multi: bool = Query(False, description="The image holds a number of 1-8 digits (predict --multi)."),
-        features: bool = Query(
-            False, description="Add conv1's and conv2's feature maps of the (first) digit."
-        ),
+        features: bool = Query(False, description="Add conv1's and conv2's feature maps of the first digit."),
         run: str | None = Run,
+        epoch: int | None = Epoch,
+        map: bool = OnMap,
     ) -> JSONResponse:
         """Read the digit (or number) in an image: its bytes with Content-Type image/*, or a multipart field
         `image`. Answers the prediction, the ten probabilities, the text, each digit with its box, and the
@@ -132,11 +135,15 @@ def _add_api(app: FastAPI, source: Source, models: Models) -> None:
         data, name = await _image_bytes(request)
         # CPU-bound: off the event loop, so requests are read and answered while others compute
         answer = await anyio.to_thread.run_sync(
-            lambda: read_upload(models.get(*source.checkpoint(run)), data, name, multi, features, budget),
+            lambda: read_upload(
+                models.get(*snapshot(source, run, epoch)), data, name, multi, features, budget, map
+            ),
             limiter=readers,
             abandon_on_cancel=True,  # the server stopping answers 503 at once; the read finishes unseen
         )
         return SafeJSON(answer)  # plain JSON types already: no jsonable_encoder pass
+
+    add_views(app, source, models, readers, _image_bytes, in_daemon_thread)
 
     @app.get("/api/model")
     def model(run: str | None = Run) -> dict:
@@ -148,6 +155,10 @@ def _add_api(app: FastAPI, source: Source, models: Models) -> None:
         """Test accuracy, confusion matrix and the most confident failures (computed once per checkpoint)."""
         return await in_daemon_thread(lambda: models.get(*source.checkpoint(run)).evaluation())
 
+    _add_runs(app, source)
+
+
+def _add_runs(app: FastAPI, source: Source) -> None:
     @app.get("/api/runs")
     def runs() -> dict:
         """The runs with their config, progress and final accuracy, and the checkpoint served by default."""
@@ -166,6 +177,21 @@ def _add_api(app: FastAPI, source: Source, models: Models) -> None:
     ) -> dict:
         """The run's metrics.jsonl records from byte `after` on, and the `offset` to poll from next."""
         return read_after(source.run(name) / "metrics.jsonl", after)
+
+
+def snapshot(source: Source, run: str | None, epoch: int | None) -> tuple[str, Path]:
+    """(label, file) of a run's per-epoch snapshot (train --keep-epochs); epoch None: its checkpoint."""
+    from mnistcnn.rundir import snapshots
+
+    if epoch is None:
+        return source.checkpoint(run)
+    if not run:
+        raise MnistcnnError("epoch needs run=NAME: the snapshots belong to a run")
+    kept = dict(snapshots(source.run(run)))
+    if epoch not in kept:
+        have = ", ".join(map(str, kept)) or "none (train with --keep-epochs)"
+        raise NotFound(f"run {run!r} has no snapshot of epoch {epoch}; kept: {have}")
+    return f"{run} epoch {epoch}", kept[epoch]
 
 
 async def _image_bytes(request: Request) -> tuple[bytes, str]:

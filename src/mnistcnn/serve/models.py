@@ -30,14 +30,36 @@ class Loaded:
     model: object
     device: str
     data_dir: Path | None
-    _evaluation: dict | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    models: Models | None = None  # the test and training sets, shared by every checkpoint
+    _lock: threading.RLock = field(default_factory=threading.RLock)  # a view's computation may ask another
+    _memo: dict = field(default_factory=dict)
+
+    def need(self, needs: str, command: str):
+        """The checkpoint's kind if `command` can use it (kinds.require's `needs`), else one 400 line."""
+        from mnistcnn import kinds
+
+        return kinds.require(self.ckpt, self.name, needs, command)
+
+    @property
+    def kind(self):
+        from mnistcnn import kinds
+
+        return kinds.of_checkpoint(self.ckpt)
+
+    def memo(self, key: str, compute):
+        """`compute()` once per checkpoint (a view that takes seconds: the map, the latent plane); two first
+        requests wait for one computation."""
+        with self._lock:
+            if key not in self._memo:
+                self._memo[key] = compute()
+            return self._memo[key]
 
     def info(self) -> dict:
         """Summary rows, parameter count, the config it was trained with and conv1's kernels: cheap."""
         from mnistcnn.explain import summary
         from mnistcnn.model import MyNet
 
+        self.need("mynet", "the Model tab")
         rows, total, classic = summary(MyNet(self.model.activation))  # shapes only: a CPU twin will do
         config = self.ckpt.get("config") if isinstance(self.ckpt.get("config"), dict) else {}
         weights = self.model.conv1.weight.detach().float().cpu().numpy()[:, 0]  # (32, 3, 3)
@@ -54,16 +76,20 @@ class Loaded:
 
     def evaluation(self) -> dict:
         """Test accuracy, confusion matrix and the most confident failures; computed once per checkpoint."""
-        with self._lock:  # two first requests wait for one computation
-            if self._evaluation is None:
-                self._evaluation = self._evaluate()
-            return self._evaluation
+        return {k: v for k, v in self.memo("evaluation", self._evaluate).items() if k != "pass"}
+
+    def test_pass(self) -> dict:
+        """The evaluation's own pass over the test set: images (uint8), labels, pred, probs (numpy): the Map and
+        the Mistakes views read these, so their counts are the confusion matrix's."""
+        return self.memo("evaluation", self._evaluate)["pass"]
 
     def _evaluate(self) -> dict:
         import numpy as np
 
         from mnistcnn.checkpoint import model_from_checkpoint
         from mnistcnn.explain import predict_test_set
+
+        self.need("mynet", "the Model tab")
         from mnistcnn.serve.pictures import png_data_url
 
         # one pass, on a private copy of exactly the weights this entry serves (the pass may change its memory
@@ -85,7 +111,13 @@ class Loaded:
             for i in worst
         ]
         keys = ("accuracy", "loss", "per_class", "n", "confusion")
-        return {**{k: metrics[k] for k in keys}, "misclassified": len(wrong), "failures": failures}
+        seen = {k: p[k] for k in ("images", "labels", "pred", "probs")}
+        return {
+            **{k: metrics[k] for k in keys},
+            "misclassified": len(wrong),
+            "failures": failures,
+            "pass": seen,
+        }
 
 
 class TooBig(MnistcnnError):
@@ -122,6 +154,21 @@ class Models:
         self._loaded: dict[Path, Loaded] = {}
         self._locks: dict[Path, threading.Lock] = {}
         self._lock = threading.Lock()  # guards the two dicts only, never held while loading
+        self._data: dict[str, tuple] = {}
+        self._data_lock = threading.Lock()
+
+    def split(self, train: bool = False):
+        """(images uint8 (N, 28, 28), labels int64 (N,)) numpy arrays of the test (or training) set, read once."""
+        key = "train" if train else "test"
+        with self._data_lock:
+            if key not in self._data:
+                from mnistcnn import data
+
+                root = data.resolve_data_dir(self.data_dir)
+                data.ensure_mnist(root, _log.info)
+                images, labels = data.load_split(root, train=train)
+                self._data[key] = (images.numpy(), labels.numpy())
+            return self._data[key]
 
     def get(self, name: str, path: Path) -> Loaded:
         try:
@@ -141,7 +188,7 @@ class Models:
                 from mnistcnn.checkpoint import load_model
 
                 check_size(name, path, st.st_size)
-                ckpt, model = load_model(path, self.device, command="the page")
-                cached = Loaded(name, path, stamp, ckpt, model, self.device, self.data_dir)
+                ckpt, model = load_model(path, self.device, needs=None, command="the page")
+                cached = Loaded(name, path, stamp, ckpt, model, self.device, self.data_dir, self)
                 self._loaded[key] = cached
             return cached

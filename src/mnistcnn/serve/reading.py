@@ -60,8 +60,11 @@ def read_upload(
     multi: bool = False,
     features: bool = False,
     budget: PixelBudget | None = None,
+    place: bool = False,
 ) -> dict:
-    """The answer of POST /api/predict: prediction, probabilities, text, digits, input_png (+ features)."""
+    """The answer of POST /api/predict: prediction, probabilities, text, digits, input_png (+ features; + the
+    first digit's place on the test-set map with `place`)."""
+    loaded.need("mynet", "reading a digit")
     if not data:
         raise MnistcnnError(
             "the request has no image: send the image bytes (Content-Type image/*) or a "
@@ -81,6 +84,10 @@ def read_upload(
         from mnistcnn.explain import feature_maps
 
         result["features"] = pictures.features(*feature_maps(loaded.ckpt, loaded.model, inputs[0]))
+    if place:
+        from mnistcnn.serve.testviews import place as placed
+
+        result["map"] = placed(loaded, inputs[0])
     return result
 
 
