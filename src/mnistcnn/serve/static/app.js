@@ -774,8 +774,9 @@ function drawLatent(marker) {
     }
     if (!label.length) {
       g.fillStyle = getComputedStyle(document.body).color;
-      g.font = "13px system-ui, sans-serif";
-      g.fillText("a GAN's plane: two seeded directions of its noise", 10, 20);
+      g.font = "12px system-ui, sans-serif";
+      g.fillText("a GAN codes no test digits:", 8, 18);
+      g.fillText("drag through its noise", 8, 34);
     }
     L.dots = g.getImageData(0, 0, canvas.width, canvas.height);
   } else {
