@@ -153,3 +153,42 @@ def pytest_configure(config):
         import torch
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+# --- the browser every test of tests/browser shares: one Playwright per process (its sync API runs one event
+# loop; two session fixtures in one pytest-xdist worker clash). Skipped when Chromium or Playwright is missing,
+# unless MNISTCNN_REQUIRE_BROWSER=1 (CI): then they fail.
+
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _missing() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install -e '.[dev]')"
+    if shutil.which("chromium") is None:
+        return "chromium is not installed (apt-get install -y chromium)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    why = _missing()
+    if why:
+        if os.environ.get("MNISTCNN_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"MNISTCNN_REQUIRE_BROWSER=1 but {why}")
+        pytest.skip(why)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
+        yield browser
+        browser.close()

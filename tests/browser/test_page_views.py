@@ -12,7 +12,7 @@ import io
 from pathlib import Path
 
 import pytest
-from test_page import SEVEN, Served, shot  # `chromium` is conftest.py's, one for the whole folder
+from test_page import SEVEN, Served, shot  # `chromium`: tests/conftest.py
 
 PHONE = {"width": 390, "height": 844}
 NO_SIDEWAYS = "() => document.documentElement.scrollWidth <= document.documentElement.clientWidth"
