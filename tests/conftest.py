@@ -192,3 +192,28 @@ def chromium():
         browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def allowed():
+    """Console errors a test expects (a 400 the page shows): substrings of the messages."""
+    return []
+
+
+@pytest.fixture
+def page(chromium, server, request, allowed):
+    """A fresh page on the module's `server`; fails the test if the page requests anything from elsewhere or logs
+    an error, except the console errors a test lists in `allowed` (a 400 the page shows)."""
+    viewport = getattr(request, "param", {"width": 1280, "height": 900})
+    context = chromium.new_context(viewport=viewport, device_scale_factor=1)
+    page = context.new_page()
+    foreign, errors = [], []
+    page.on("request", lambda r: r.url.startswith((server.url, "data:", "blob:")) or foreign.append(r.url))
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server.url)
+    yield page
+    context.close()
+    assert not foreign, f"the page fetched from elsewhere: {foreign}"
+    unexpected = [e for e in errors if not any(a in e for a in allowed)]
+    assert not unexpected, f"the page logged errors: {unexpected}"

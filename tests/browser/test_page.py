@@ -52,23 +52,6 @@ def server(runs, mnist_root):
         yield served
 
 
-@pytest.fixture
-def page(chromium, server, tmp_path, request):
-    """A fresh page on the app; fails the test if the page requests anything from elsewhere or logs an error."""
-    viewport = getattr(request, "param", {"width": 1280, "height": 900})
-    context = chromium.new_context(viewport=viewport, device_scale_factor=1)
-    page = context.new_page()
-    foreign, errors = [], []
-    page.on("request", lambda r: r.url.startswith((server.url, "data:", "blob:")) or foreign.append(r.url))
-    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(server.url)
-    yield page
-    context.close()
-    assert not foreign, f"the page fetched from elsewhere: {foreign}"
-    assert not errors, f"the page logged errors: {errors}"
-
-
 def shot(page, tmp_path: Path, name: str) -> Path:
     """A full-page screenshot in the test's folder (copy good ones to docs/img/ for the README)."""
     out = tmp_path / f"{name}.png"
@@ -77,9 +60,9 @@ def shot(page, tmp_path: Path, name: str) -> Path:
     return out
 
 
-def draw(page, strokes: list[list[tuple[float, float]]]) -> None:
-    """Mouse strokes on the pad, points as fractions of its size."""
-    box = page.get_by_test_id("pad").bounding_box()
+def draw_on(page, testid: str, strokes) -> None:
+    """Mouse strokes on a canvas (`data-testid`), points as fractions of its size."""
+    box = page.get_by_test_id(testid).bounding_box()
     for stroke in strokes:
         (x, y), rest = stroke[0], stroke[1:]
         page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"])
@@ -87,6 +70,11 @@ def draw(page, strokes: list[list[tuple[float, float]]]) -> None:
         for x, y in rest:
             page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=12)
         page.mouse.up()
+
+
+def draw(page, strokes: list[list[tuple[float, float]]]) -> None:
+    """Mouse strokes on the Read pad."""
+    draw_on(page, "pad", strokes)
 
 
 SEVEN = [[(0.25, 0.22), (0.75, 0.22), (0.45, 0.82)]]

@@ -12,7 +12,7 @@ import io
 from pathlib import Path
 
 import pytest
-from test_page import SEVEN, Served, shot  # `chromium`: tests/conftest.py
+from test_page import SEVEN, Served, draw_on, shot  # `chromium`, `page`, `allowed`: tests/conftest.py
 
 PHONE = {"width": 390, "height": 844}
 NO_SIDEWAYS = "() => document.documentElement.scrollWidth <= document.documentElement.clientWidth"
@@ -35,42 +35,6 @@ def server(runs, mnist_root):
 
     with Served(create_app(runs, "cpu", mnist_root)) as served:
         yield served
-
-
-@pytest.fixture
-def allowed():
-    """Console errors a test expects (a 400 the page shows): substrings of the messages."""
-    return []
-
-
-@pytest.fixture
-def page(chromium, server, request, allowed):
-    """test_page's page, on this module's runs; console errors a test lists in `allowed` are expected."""
-    viewport = getattr(request, "param", {"width": 1280, "height": 900})
-    context = chromium.new_context(viewport=viewport, device_scale_factor=1)
-    page = context.new_page()
-    foreign, errors = [], []
-    page.on("request", lambda r: r.url.startswith((server.url, "data:", "blob:")) or foreign.append(r.url))
-    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(server.url)
-    yield page
-    context.close()
-    assert not foreign, f"the page fetched from elsewhere: {foreign}"
-    unexpected = [e for e in errors if not any(a in e for a in allowed)]
-    assert not unexpected, f"the page logged errors: {unexpected}"
-
-
-def draw_on(page, testid: str, strokes) -> None:
-    """Mouse strokes on a canvas, points as fractions of its size."""
-    box = page.get_by_test_id(testid).bounding_box()
-    for stroke in strokes:
-        (x, y), rest = stroke[0], stroke[1:]
-        page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"])
-        page.mouse.down()
-        for x, y in rest:
-            page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=10)
-        page.mouse.up()
 
 
 def png_size(src: str) -> tuple[str, tuple[int, int]]:
