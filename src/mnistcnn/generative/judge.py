@@ -30,20 +30,29 @@ class Judge:
         ckpt, model = load_model(path, device, needs="mynet", command="--judge")
         return cls(ckpt, model, path)
 
-    @torch.inference_mode()
     def look(self, digits: np.ndarray, batch: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 (N, 28, 28) or float [0, 1] digits → (float64 features (N, 2304), probabilities (N, 10))."""
-        from mnistcnn.predict import model_input
+        feats, probs = features_and_probs(self.ckpt, self.model, digits, batch)
+        return feats.double(), probs
 
-        a = np.asarray(digits)
-        a = a.astype(np.float32) / 255 if a.dtype == np.uint8 else a.astype(np.float32)
-        feats, probs = [], []
-        for i in range(0, len(a), batch):
-            x = model_input(self.ckpt, self.model, a[i : i + batch])
-            f = self.model.features(x)[1].flatten(1)
-            feats.append(f.double().cpu())
-            probs.append(torch.softmax(self.model.fc1(f).float(), 1).cpu())
-        return torch.cat(feats), torch.cat(probs)
+
+@torch.inference_mode()
+def features_and_probs(
+    ckpt: dict, model, digits: np.ndarray, batch: int = 1000
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What MyNet sees in digits (uint8 (N, 28, 28) or float [0, 1]): its flatten features (the 2,304 values its
+    linear layer reads), float32 (N, 2304), and its probabilities (N, 10), both on the CPU."""
+    from mnistcnn.predict import model_input
+
+    a = np.asarray(digits)
+    a = a.astype(np.float32) / 255 if a.dtype == np.uint8 else a.astype(np.float32)
+    feats, probs = [], []
+    for i in range(0, len(a), batch):
+        x = model_input(ckpt, model, a[i : i + batch])
+        f = model.features(x)[1].flatten(1)
+        feats.append(f.float().cpu())
+        probs.append(torch.softmax(model.fc1(f).float(), 1).cpu())
+    return torch.cat(feats), torch.cat(probs)
 
 
 def gaussian(feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

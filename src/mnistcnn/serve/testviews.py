@@ -21,18 +21,11 @@ MOST = 100  # images per mistakes answer
 MAX_NEIGHBOURS = 32
 
 
-@torch.inference_mode()
-def features_of(loaded, digits: np.ndarray, batch: int = 1000) -> torch.Tensor:
+def features_of(loaded, digits: np.ndarray) -> torch.Tensor:
     """uint8 (N, 28, 28) or float [0, 1] digits → MyNet's flatten features (N, 2304), float32, on the CPU."""
-    from mnistcnn.predict import model_input
+    from mnistcnn.generative.judge import features_and_probs
 
-    a = np.asarray(digits)
-    a = a.astype(np.float32) / 255 if a.dtype == np.uint8 else a.astype(np.float32)
-    out = [
-        loaded.model.features(model_input(loaded.ckpt, loaded.model, a[i : i + batch]))[1].flatten(1)
-        for i in range(0, len(a), batch)
-    ]
-    return torch.cat(out).float().cpu()
+    return features_and_probs(loaded.ckpt, loaded.model, digits)[0]
 
 
 def _pca(loaded) -> dict:
