@@ -237,7 +237,7 @@ def show_interpolate(
     else:
         if image_a is not None:
             a, b = (_as_uint8(_one_digit(p)) for p in (image_a, image_b))
-            la, lb = (_read_label(kind, module, d) for d in (a, b))
+            la = lb = None  # a cvae reads them
         else:
             i, j = index if index is not None else (0, 1)
             a, b, la, lb = images[_index(i)], images[_index(j)], int(labels[i]), int(labels[j])
@@ -249,18 +249,6 @@ def _as_uint8(gray):
     import numpy as np
 
     return (np.asarray(gray) * 255).round().astype(np.uint8)
-
-
-def _read_label(kind, module, digit):
-    """A cvae's own reading of a picture's digit (the label whose code explains it best); others need none."""
-    if not kind.conditional:
-        return None
-    import torch
-
-    from mnistcnn.generative.sample import style_of
-
-    x = torch.from_numpy(digit.astype("float32") / 255).view(1, 1, 28, 28)
-    return int(style_of(module, x)[1][0])
 
 
 @show_app.command("arithmetic")

@@ -52,10 +52,20 @@ def _line(a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
     return a.unsqueeze(0) * (1 - t) + b.unsqueeze(0) * t
 
 
+def read_labels(kind, module, x: torch.Tensor, labels) -> torch.Tensor | None:
+    """The digits of images x for a conditional kind: each given label, or where it is None the cvae's own reading
+    (the digit whose code explains the image best); None for the other kinds."""
+    if not kind.conditional:
+        return None
+    read = sample.style_of(module, x)[1].tolist() if None in labels else labels
+    return torch.as_tensor([r if y is None else y for y, r in zip(labels, read)], device=x.device)
+
+
 def interpolate(
     kind, module, a: np.ndarray, b: np.ndarray, labels=(None, None), steps: int = 10, seed: int = 0
 ) -> list:
-    """Autoencoders: the decoded straight line between two images' codes, beside the pixels' cross-fade. A GAN
+    """Autoencoders: the decoded straight line between two uint8 images' codes (a label None: read by a cvae),
+    beside the pixels' cross-fade. A GAN
     (a, b unused): the line between two noise vectors at digit labels[0], and between digits labels[0] → labels[1]
     at one noise vector."""
     dev = _dev(module)
@@ -69,14 +79,11 @@ def interpolate(
         mix = decode(kind, module, z0.repeat(steps, 1), _line(eye[da], eye[db], steps))
         return [(f"noise z0 → z1 (digit {da})", same), (f"digit {da} → {db} (same z)", mix)]
     x = _x(np.stack([a, b]), dev)
-    y = torch.as_tensor([labels[0] or 0, labels[1] or 0], device=dev)
+    y = read_labels(kind, module, x, labels)
     z = encode_mean(kind, module, x, y)
     zs = _line(z[0], z[1], steps)
-    ys = (
-        _line(torch.eye(10, device=dev)[y[0]], torch.eye(10, device=dev)[y[1]], steps)
-        if kind.conditional
-        else None
-    )
+    eye = torch.eye(10, device=dev)
+    ys = _line(eye[y[0]], eye[y[1]], steps) if kind.conditional else None
     pixels = (_line(x[0], x[1], steps).clamp(0, 1) * 255).round().to(torch.uint8).squeeze(1).cpu().numpy()
     return [("latent space", decode(kind, module, zs, ys)), ("pixel space", pixels)]
 

@@ -71,14 +71,19 @@ def style_of(module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mu.view(10, b, -1)[best, torch.arange(b)], best
 
 
-@torch.inference_mode()
 def in_style(module, gray: np.ndarray) -> np.ndarray:
     """The ten digits 0–9 written in the style of one digit (28×28 in [0, 1]) by a cvae: uint8 (10, 28, 28)."""
+    return written_in_style(module, gray)[0]
+
+
+@torch.inference_mode()
+def written_in_style(module, gray: np.ndarray) -> tuple[np.ndarray, int]:
+    """`in_style`'s ten digits, and the digit the cvae read the style as."""
     device = next(module.parameters()).device
     x = torch.from_numpy(np.asarray(gray, dtype=np.float32)).view(1, 1, 28, 28).to(device)
-    z, _ = style_of(module, x)
+    z, best = style_of(module, x)
     ys = torch.arange(10, device=device)
-    return to_uint8(torch.sigmoid(module.decode(z.repeat(10, 1), ys).float()))
+    return to_uint8(torch.sigmoid(module.decode(z.repeat(10, 1), ys).float())), int(best[0])
 
 
 def tile(digits: np.ndarray, cols: int, pad: int = 2) -> np.ndarray:

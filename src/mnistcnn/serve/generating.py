@@ -53,19 +53,6 @@ def generate(loaded, digit: int | None, n: int, seed: int) -> dict:
     }
 
 
-def _labels_and_codes(loaded, x: torch.Tensor, labels):
-    """(codes, labels) of images x (B, 1, 28, 28) in [0, 1]: a cvae reads each one's digit where it is unknown
-    (the label that explains it best)."""
-    kind, module = loaded.kind, loaded.model
-    if kind.conditional:
-        z, best = sample.style_of(module, x)
-        ys = torch.tensor([b if y is None else y for y, b in zip(labels, best.tolist())], device=x.device)
-        if any(y is not None for y in labels):
-            z = pictures.encode_mean(kind, module, x, ys)
-        return z, ys
-    return pictures.encode_mean(kind, module, x, None), None
-
-
 def style(loaded, gray: np.ndarray) -> dict:
     """A digit (28×28 in [0, 1]) written as every digit 0-9 in its style (a cvae), and the digit it was read as."""
     kind = loaded.need("conditional", "Your handwriting")
@@ -73,11 +60,8 @@ def style(loaded, gray: np.ndarray) -> dict:
         raise MnistcnnError(
             f"{loaded.name} holds a {kind.name}; your handwriting needs a cvae (it has an encoder)"
         )
-    device = next(loaded.model.parameters()).device
-    x = torch.from_numpy(np.asarray(gray, np.float32)).view(1, 1, 28, 28).to(device)
-    z, best = sample.style_of(loaded.model, x)
-    digits = pictures.decode(kind, loaded.model, z.repeat(10, 1), torch.arange(10, device=device))
-    return {"images": _urls(digits), "digit": int(best[0]), "input_png": png_data_url(gray)}
+    digits, digit = sample.written_in_style(loaded.model, gray)
+    return {"images": _urls(digits), "digit": digit, "input_png": png_data_url(gray)}
 
 
 def digit_of_png(url: str, name: str) -> np.ndarray:
@@ -123,22 +107,13 @@ def interpolate(loaded, a, b, steps: int, seed: int, test) -> dict:
     if kind.family == "generator":
         if xa is not None or xb is not None:
             raise MnistcnnError('a gan has no encoder: morph between two digits ({"digit": d} for a and b)')
-        rows = pictures.interpolate(kind, loaded.model, None, None, (la, lb), steps, seed)
-        return {"images": _urls(rows[1][1]), "same_digit": _urls(rows[0][1]), "pixels": [], "ends": []}
+        path = pictures.interpolate(kind, loaded.model, None, None, (la, lb), steps, seed)[1][1]
+        return {"images": _urls(path), "pixels": [], "ends": _urls(path[[0, -1]])}
     if xa is None or xb is None:
         raise MnistcnnError(f"a {kind.name} morphs between two images: give index or png for a and b")
-    device = next(loaded.model.parameters()).device
-    x = torch.from_numpy(np.stack([xa, xb]).astype(np.float32)).unsqueeze(1).to(device)
-    z, ys = _labels_and_codes(loaded, x, [la, lb])
-    zs = pictures._line(z[0], z[1], steps)
-    eye = torch.eye(10, device=device)
-    y_path = pictures._line(eye[ys[0]], eye[ys[1]], steps) if ys is not None else None
-    pixels = pictures._line(x[0], x[1], steps).clamp(0, 1).squeeze(1).cpu().numpy()
-    return {
-        "images": _urls(pictures.decode(kind, loaded.model, zs, y_path)),
-        "pixels": [png_data_url(p) for p in pixels],
-        "ends": [png_data_url(xa), png_data_url(xb)],
-    }
+    ends = [(np.asarray(x) * 255).round().astype(np.uint8) for x in (xa, xb)]
+    rows = pictures.interpolate(kind, loaded.model, *ends, (la, lb), steps)
+    return {"images": _urls(rows[0][1]), "pixels": _urls(rows[1][1]), "ends": _urls(np.stack(ends))}
 
 
 def _plane(loaded, images, labels) -> dict:
