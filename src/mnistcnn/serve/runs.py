@@ -94,9 +94,14 @@ class Source:
         return shown(run_dir.name), path
 
 
+def model_of(run: Path) -> str:
+    """The kind a run folder trains, from its config.json ("mynet" when it says none)."""
+    return _json(run / "config.json", run).get("model", "mynet")
+
+
 def _is_mynet(run: Path) -> bool:
     """A MyNet run (the page reads digits with it); the generative kinds' runs are listed, never the default."""
-    return _json(run / "config.json", run).get("model", "mynet") == "mynet"
+    return model_of(run) == "mynet"
 
 
 def _inside(path: Path, root: Path) -> bool:

@@ -119,11 +119,10 @@ def _testset(app: FastAPI, ctx: Context) -> None:
     def epochs(name: str) -> dict:
         """The epochs kept as snapshots (train --keep-epochs)."""
         from mnistcnn.rundir import snapshots
-        from mnistcnn.serve.runs import _json
+        from mnistcnn.serve.runs import model_of
 
         path = source.run(name)
-        model = _json(path / "config.json", path).get("model", "mynet")
-        return {"model": model, "epochs": [e for e, _ in snapshots(path)]}
+        return {"model": model_of(path), "epochs": [e for e, _ in snapshots(path)]}
 
     @app.get("/api/test")
     async def test_images(
