@@ -220,7 +220,9 @@ def _check_table(values: typing.Any, source: str, origin: str) -> None:
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             name = _show(key)
             name = name if len(name) <= 32 else name[:29] + "..."
-            raise ConfigError(f"unknown key {name} in {source}{hint}; valid keys: {', '.join(fields)}")
+            raise ConfigError(
+                f"unknown key {name} in {source}{hint}; valid keys: {', '.join(fields)}", key=key
+            )
 
 
 def _validated(values: dict, origins: dict, origin: str) -> TrainConfig:
@@ -229,7 +231,8 @@ def _validated(values: dict, origins: dict, origin: str) -> TrainConfig:
         return TrainConfig.model_validate(values)
     except ValidationError as e:
         loc = e.errors(include_url=False)[0]["loc"]
-        raise ConfigError(_message(e, origins.get(str(loc[0]), "") if loc else origin)) from None
+        key = str(loc[0]) if loc else None
+        raise ConfigError(_message(e, origins.get(key, "") if key else origin), key=key) from None
 
 
 def read_toml(path: str | Path) -> dict:

@@ -6,7 +6,11 @@ class MnistcnnError(Exception):
 
 
 class ConfigError(MnistcnnError):
-    pass
+    """`key`: the config key the mistake is in, when it is one key's (serve's Train form marks that field)."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class DataError(MnistcnnError):

@@ -25,6 +25,8 @@ from mnistcnn.serve.guard import Guard, Hosts, Stop
 from mnistcnn.serve.models import Models
 from mnistcnn.serve.reading import PixelBudget, UnsupportedImage, read_upload
 from mnistcnn.serve.runs import NotFound, Source, describe, read_after
+from mnistcnn.serve.train_api import add_training
+from mnistcnn.serve.training import Trainer
 from mnistcnn.serve.views_api import add_views
 
 STATIC = Path(__file__).parent / "static"
@@ -59,13 +61,18 @@ def create_app(
     data_dir: Path | None = None,
     hosts: Hosts | None = None,
     stop: Stop | None = None,
+    train: bool = False,
+    train_off: str | None = None,
 ) -> FastAPI:
     """The app for a checkpoint file, a run folder or a runs folder (None: ./runs, which may not exist yet).
-    `hosts`: the Host names it answers besides IP literals and localhost; `stop`: set when the server stops."""
+    `hosts`: the Host names it answers besides IP literals and localhost; `stop`: set when the server stops;
+    `train`: the page may start `mnistcnn train` in the runs folder (`train_off`: why not, when it may not).
+    `app.state.trainer.close()` stops what the page started: call it when the server stops."""
     from mnistcnn.engine import resolve_device
 
     source = Source.resolve(target)
-    models = Models(str(resolve_device(device)), data_dir)  # an absent device is reported before serving
+    resolved = str(resolve_device(device))
+    models = Models(resolved, data_dir)  # an absent device is reported before serving
     if source.fixed is not None:  # a file given by name must be a checkpoint: said now, not on every request
         models.get(*source.checkpoint())
     app = FastAPI(
@@ -77,7 +84,10 @@ def create_app(
     )
     app.add_middleware(Guard, limit=MAX_BODY, hosts=hosts, stop=stop)
     _add_error_handlers(app)
-    _add_api(app, source, models)
+    trainer = Trainer(
+        source, resolved, data_dir, allowed=train, why=train_off or "training from the page is off"
+    )
+    _add_api(app, source, models, trainer)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -85,6 +95,7 @@ def create_app(
         return FileResponse(STATIC / "index.html")
 
     app.state.warm_up = lambda: warm_up(source, models)
+    app.state.trainer = trainer
     return app
 
 
@@ -113,7 +124,7 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def _add_api(app: FastAPI, source: Source, models: Models) -> None:
+def _add_api(app: FastAPI, source: Source, models: Models, trainer: Trainer) -> None:
     # Images are read by at most one thread per core: more would only take turns at the GIL and the cores, and
     # every request in flight would finish later (2 cores, 8 clients: 134 requests/s, p99 76 ms; with anyio's
     # 40 threads 114 requests/s, p99 104 ms; scripts/bench_serve.py).
@@ -155,10 +166,11 @@ def _add_api(app: FastAPI, source: Source, models: Models) -> None:
         """Test accuracy, confusion matrix and the most confident failures (computed once per checkpoint)."""
         return await in_daemon_thread(lambda: models.get(*source.checkpoint(run)).evaluation())
 
-    _add_runs(app, source)
+    _add_runs(app, source, trainer)
+    add_training(app, trainer)
 
 
-def _add_runs(app: FastAPI, source: Source) -> None:
+def _add_runs(app: FastAPI, source: Source, trainer: Trainer) -> None:
     @app.get("/api/runs")
     def runs() -> dict:
         """The runs with their config, progress and final accuracy, and the checkpoint served by default."""
@@ -169,7 +181,7 @@ def _add_runs(app: FastAPI, source: Source) -> None:
         else:
             hint = None
         rows = [describe(name, path) for name, path in source.runs().items()]
-        return {"default": default, "hint": hint, "runs": rows}
+        return {"default": default, "hint": hint, "runs": trainer.annotate(rows)}
 
     @app.get("/api/runs/{name}/metrics")
     def metrics(
@@ -244,7 +256,9 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def user_error(request: Request, exc: MnistcnnError) -> JSONResponse:
         if isinstance(exc, UnreadableImage) or isinstance(exc.__cause__, UnreadableImage):
             log.warning("%s %s: %s", request.method, request.url.path, exc)  # a decoder's or our own failure
-        return JSONResponse({"error": str(exc)}, status_code=getattr(exc, "status", 400))
+        field = getattr(exc, "field", None)  # the Train form's value it is about
+        body = {"error": str(exc)} | ({"field": field} if field else {})
+        return JSONResponse(body, status_code=getattr(exc, "status", 400))
 
     @app.exception_handler(ClientDisconnect)
     async def gone(request: Request, exc: ClientDisconnect) -> JSONResponse:

@@ -9,6 +9,7 @@ A name that is not UTF-8 (or holds control characters) is listed, and looked up,
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from mnistcnn import safeio
 from mnistcnn.errors import MnistcnnError
-from mnistcnn.outputs import is_run_dir
+from mnistcnn.outputs import LOCK, is_run_dir
 from mnistcnn.rundir import parse_record
 from mnistcnn.safeio import shown
 
@@ -138,8 +139,33 @@ def describe(name: str, run: Path) -> dict:
         "val_acc": epoch.get("val_acc"),
         "test_acc": test.get("test_acc") if test else None,
         "checkpoint": _checkpoint_or_none(run) is not None,
-        "training": test is None and time.time() - mtime < 60,
+        "last": _checkpoint_or_none(run) is not None and (run / "last.pt").is_file(),  # what --resume reads
+        "finished": test is not None,
+        "training": test is None and _writing(run, mtime),
     }
+
+
+def _writing(run: Path, mtime: float) -> bool:
+    """A `mnistcnn train` holds the run folder's lock; a folder without one (written by hand or by an older
+    version): its metrics changed in the last minute."""
+    if (run / LOCK).exists():
+        return locked_by(run) is not None
+    return time.time() - mtime < 60
+
+
+def locked_by(run: Path) -> str | None:
+    """The pid holding the run folder's lock (a `mnistcnn train` writing it), or None when it is free."""
+    try:
+        fd = os.open(run / LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None  # no lock file: no train has it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+    finally:
+        os.close(fd)  # closing drops a lock taken here
+    return None
 
 
 def _json(path: Path, run: Path) -> dict:

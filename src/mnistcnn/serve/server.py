@@ -55,29 +55,38 @@ def url_of(sock: socket.socket) -> str:
 
 
 def serve(
-    target: Path | None, host: str, port: int, device: str, data_dir: Path | None, echo=print, warn=None
+    target: Path | None,
+    host: str,
+    port: int,
+    device: str,
+    data_dir: Path | None,
+    echo=print,
+    warn=None,
+    allow_train: bool = False,
 ) -> None:
     """Serve until Ctrl-C or SIGTERM, in whichever phase it comes: while starting (before the URL) it stops at
     once; while serving, uvicorn stops accepting, what is in flight is answered (a 503 JSON after
-    guard.GRACE, or at once on a second signal) and this returns. `echo` prints the URL, `warn` a warning
-    (default: to stderr). Returns with SIGINT/SIGTERM ignored, so that a late Ctrl-C cannot print a traceback
+    guard.GRACE, or at once on a second signal), a run the page started is stopped (it saves last.pt) and
+    this returns. `echo` prints the URL, `warn` a warning (default: to stderr). The page may train when
+    `host` is loopback, or with `allow_train`. Returns with SIGINT/SIGTERM ignored, so that a late Ctrl-C cannot print a traceback
     while the process exits."""
     pending: list[int] = []
+    warn = warn or _to_stderr
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, _interrupt)
     try:
-        app, sock, stop = _start(target, host, port, device, data_dir)
+        app, sock, stop = _start(target, host, port, device, data_dir, allow_train)
     except KeyboardInterrupt:
         for s in (signal.SIGINT, signal.SIGTERM):
             signal.signal(s, signal.SIG_IGN)
-        (warn or _to_stderr)("stopped before serving")
+        warn("stopped before serving")
         return
     for s in (signal.SIGINT, signal.SIGTERM):  # until uvicorn's own handlers are in place
         signal.signal(s, lambda sig, _: pending.append(sig))
     if not is_loopback(host):
-        (warn or _to_stderr)(
-            f"warning: --host {host} makes the page reachable from other machines; it has no login"
-        )
+        warn(f"warning: --host {host} makes the page reachable from other machines; it has no login")
+        if allow_train:
+            warn("warning: --allow-train: anyone who reaches the page can start training on this machine")
     echo(f"serving mnistcnn at {url_of(sock)} (Ctrl-C stops)")
     try:
         make_server(app, stop, pending).run(sockets=[sock])
@@ -85,6 +94,7 @@ def serve(
         for s in (signal.SIGINT, signal.SIGTERM):
             signal.signal(s, signal.SIG_IGN)
         sock.close()
+        app.state.trainer.close(say=warn)
 
 
 def still_evaluating() -> bool:
@@ -102,7 +112,7 @@ def _interrupt(sig, frame) -> None:
     raise KeyboardInterrupt  # SIGTERM too: the start is abandoned the way Ctrl-C abandons it
 
 
-def _start(target, host: str, port: int, device: str, data_dir):
+def _start(target, host: str, port: int, device: str, data_dir, allow_train: bool = False):
     """Import, build the app, bind, read one digit (warm-up): every phase before the URL is printed."""
     import cv2
     import torch
@@ -113,7 +123,17 @@ def _start(target, host: str, port: int, device: str, data_dir):
     torch.set_num_threads(THREADS)
     cv2.setNumThreads(THREADS)
     stop = Stop()
-    app = create_app(target, device, data_dir, hosts=Hosts(host_names(host)), stop=stop)
+    train = is_loopback(host) or allow_train
+    off = (
+        None
+        if train
+        else (
+            f"training from the page is off: --host {host} is reachable by others; restart with --allow-train to allow it"
+        )
+    )
+    app = create_app(
+        target, device, data_dir, hosts=Hosts(host_names(host)), stop=stop, train=train, train_off=off
+    )
     sock = bind(host, port)
     try:
         app.state.warm_up()
