@@ -17,6 +17,7 @@ import pytest
 from test_serve import TestClient, start
 
 from mnistcnn import recipes
+from mnistcnn.config import load_config
 from mnistcnn.outputs import LOCK
 from mnistcnn.serve.app import create_app
 from mnistcnn.serve.runs import locked_by
@@ -68,15 +69,17 @@ def epochs_logged(run: Path) -> list[int]:
 def test_the_form_lists_the_recipes_and_says_when_training_is_off(finished, serving):
     on = TestClient(serving(finished, train=True)).get("/api/train").json()
     assert on["allowed"] and on["why"] is None and on["active"] is None and on["last"] is None
-    assert [r["name"] for r in on["recipes"]] == recipes.names()
+    assert [r["name"] for r in on["recipes"]] == recipes.names() and on["default"] == "fast"
     fast = next(r for r in on["recipes"] if r["name"] == "fast")
     assert fast["model"] == "mynet" and fast["epochs"] >= 1 and fast["batch_size"] >= 1 and fast["why"]
+    assert fast["lr"] == load_config("fast").lr  # the form is prefilled with what the recipe trains
 
     off = TestClient(serving(finished, train=False, train_off="off for a reason"))
-    assert off.get("/api/train").json() | {"recipes": None} == {
+    assert off.get("/api/train").json() | {"recipes": None, "default": None} == {
         "allowed": False,
         "why": "off for a reason",
         "recipes": None,
+        "default": None,
         "active": None,
         "last": None,
     }

@@ -293,11 +293,19 @@ def load_config(config: str | Path | None = None, overrides: dict | None = None)
 
 
 def catalog() -> list[dict]:
-    """Every shipped recipe: name, model, epochs, batch_size, why, measured (`mnistcnn recipes`, the page)."""
+    """Every shipped recipe: name, model, epochs, batch_size, lr, why, measured (`mnistcnn recipes`, the page)."""
     rows = []
     for name in recipes.names():
         cfg = load_config(name)
-        rows.append({"name": name, "model": cfg.model, "epochs": cfg.epochs, "batch_size": cfg.batch_size})
+        rows.append(
+            {
+                "name": name,
+                "model": cfg.model,
+                "epochs": cfg.epochs,
+                "batch_size": cfg.batch_size,
+                "lr": cfg.lr,
+            }
+        )
         rows[-1].update(recipes.header(name))
     return rows
 

@@ -33,8 +33,12 @@ def runs(train_run, tmp_path_factory) -> Path:
 def server(runs, mnist_root):
     from mnistcnn.serve.app import create_app
 
-    with Served(create_app(runs, "cpu", mnist_root)) as served:
-        yield served
+    app = create_app(runs, "cpu", mnist_root, train=True)
+    try:
+        with Served(app) as served:
+            yield served
+    finally:
+        app.state.trainer.close(wait=20)  # a run the Train tests started
 
 
 def png_size(src: str) -> tuple[str, tuple[int, int]]:
@@ -305,28 +309,15 @@ def test_a_big_photo_goes_up_shrunk_to_2_mp_and_clears_the_pad(page, tmp_path):
     shot(page, tmp_path, "big-photo")
 
 
-def train_served(server) -> None:
-    import urllib.error
-    import urllib.request
-
-    try:
-        urllib.request.urlopen(f"{server.url}/api/train", timeout=10).close()
-    except urllib.error.HTTPError as e:
-        status = e.code
-    else:
-        status = 200
-    if status == 404:
-        pytest.skip("GET /api/train is not served yet (issue 20: the lead's endpoints)")
-
-
 def test_a_bad_value_in_the_train_form_shows_the_servers_error(page, server, tmp_path, allowed):
     from playwright.sync_api import expect
 
     allowed.append("status of 400")
-    train_served(server)
     page.get_by_test_id("tab-train").click()
     epochs = page.get_by_test_id("train-epochs")
     expect(epochs).not_to_have_value("")  # prefilled from the recipe
+    expect(page.get_by_test_id("train-recipe")).to_have_value("fast")  # the form's first choice
+    expect(page.get_by_test_id("train-lr")).not_to_have_value("")
     epochs.fill("0")
     with page.expect_response(
         lambda r: r.url.endswith("/api/train") and r.request.method == "POST"
@@ -356,7 +347,6 @@ def start_from_the_form(page, epochs: int, batch: int) -> str:
 def test_a_run_started_from_the_form_trains_and_finishes_in_runs(page, server, tmp_path):
     from playwright.sync_api import expect
 
-    train_served(server)
     name = start_from_the_form(page, 1, 64)
     expect(page.get_by_test_id("tab-runs")).to_have_attribute("aria-selected", "true")
     row = page.get_by_test_id("runs").get_by_role("row", name=name)
@@ -366,15 +356,26 @@ def test_a_run_started_from_the_form_trains_and_finishes_in_runs(page, server, t
     shot(page, tmp_path, "train-done")
 
 
+def epoch_beyond(page, row, done: int, timeout_ms: int = 60_000) -> int:
+    """Wait until the row's run has trained more than `done` epochs; how many it has."""
+    for _ in range(timeout_ms // 200):
+        now = int(row.locator("td").nth(2).inner_text().split("/")[0])
+        if now > done:
+            return now
+        page.wait_for_timeout(200)
+    raise AssertionError(f"the run did not pass epoch {done} in {timeout_ms} ms")
+
+
 def test_a_run_is_stopped_resumed_and_stopped_again(page, server, tmp_path):
     from playwright.sync_api import expect
 
-    train_served(server)
     name = start_from_the_form(page, 20, 32)
     row = page.get_by_test_id("runs").get_by_role("row", name=name)
+    done = 0
     for k in range(2):
         stop = row.get_by_role("button", name=f"Stop run {name}")
         expect(stop).to_be_visible(timeout=60_000)
+        done = epoch_beyond(page, row, done)  # a Stop during the start-up would leave nothing to resume
         with page.expect_request(lambda r: r.url.endswith(f"/api/runs/{name}/stop")) as sent:
             stop.click()
         assert sent.value.post_data == "{}" and sent.value.headers["content-type"] == "application/json"

@@ -188,7 +188,13 @@ def _add_runs(app: FastAPI, source: Source, trainer: Trainer) -> None:
         name: str, after: int = Query(0, ge=0, description="Byte offset from the last answer.")
     ) -> dict:
         """The run's metrics.jsonl records from byte `after` on, and the `offset` to poll from next."""
-        return read_after(source.run(name) / "metrics.jsonl", after)
+        try:
+            run = source.run(name)
+        except NotFound:
+            if name in trainer.children:  # started from the page, its folder not made yet: nothing logged
+                return {"records": [], "offset": 0, "reset": after > 0}
+            raise
+        return read_after(run / "metrics.jsonl", after)
 
 
 def snapshot(source: Source, run: str | None, epoch: int | None) -> tuple[str, Path]:

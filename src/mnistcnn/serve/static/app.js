@@ -450,7 +450,7 @@ function runRow(r) {
   const c = r.config || {};
   const from = typeof c.recipe === "string" ? c.recipe.split("/").pop() : null; // "fast", or a file's name
   const kind = isMynet(r) ? null : r.model;
-  const recipe = [kind, from, c.optimizer, c.lr && `lr ${c.lr}`, c.batch_size && `batch ${c.batch_size}`, c.activation].filter(Boolean).join(", ");
+  const recipe = [kind, from !== kind && from, c.optimizer, c.lr && `lr ${c.lr}`, c.batch_size && `batch ${c.batch_size}`, c.activation].filter(Boolean).join(", ");
   const acc = r.test_acc != null ? `${(100 * r.test_acc).toFixed(2)} %`
     : r.state && r.state !== "finished" ? r.state : r.training ? "training…" : "–";
   const row = tr([r.name, recipe, `${r.epochs_done}/${r.epochs ?? "?"}`, acc, ""], "td", (k) => k === 2 || k === 3);
@@ -1168,7 +1168,10 @@ async function loadTrain() {
   const select = $("train-recipe"), keep = select.value;
   select.replaceChildren(...T.recipes.map((r) => new Option(`${r.name} (${r.model})`, r.name)));
   if (T.recipes.some((r) => r.name === keep)) select.value = keep;
-  else prefill();
+  else {
+    if (T.recipes.some((r) => r.name === a.default)) select.value = a.default;
+    prefill();
+  }
   $("train-fields").disabled = !a.allowed;
   $("train-why").hidden = a.allowed;
   $("train-why").textContent = a.allowed ? "" : a.why || "Training from the page is off.";
