@@ -350,7 +350,9 @@ def test_a_run_started_from_the_form_trains_and_finishes_in_runs(page, server, t
     name = start_from_the_form(page, 1, 64)
     expect(page.get_by_test_id("tab-runs")).to_have_attribute("aria-selected", "true")
     row = page.get_by_test_id("runs").get_by_role("row", name=name)
-    expect(row).to_contain_text("%", timeout=120_000)  # its test accuracy: finished
+    expect(row).to_contain_text("%", timeout=120_000)  # its test accuracy
+    # and its process has exited: the next test's Start is not refused as "one run at a time"
+    expect(row).to_have_attribute("data-state", "finished", timeout=60_000)
     expect(page.get_by_test_id("chart")).to_have_attribute("data-epochs", "1")
     expect(page.locator("#chart-title")).to_contain_text(name)
     shot(page, tmp_path, "train-done")
@@ -380,6 +382,7 @@ def test_a_run_is_stopped_resumed_and_stopped_again(page, server, tmp_path):
             stop.click()
         assert sent.value.post_data == "{}" and sent.value.headers["content-type"] == "application/json"
         expect(row).to_have_attribute("data-state", "stopped", timeout=60_000)
+        expect(page.locator("#notice")).to_contain_text("Resume continues from there")
         resume = row.get_by_role("button", name=f"Resume run {name}")
         expect(resume).to_be_visible()
         if k == 0:

@@ -35,7 +35,9 @@ def bind(host: str, port: int) -> socket.socket:
     except socket.gaierror as e:
         raise MnistcnnError(f"--host {host} is not an address of this machine ({e.strerror})") from None
     family, _, _, _, address = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on a socket that says it is TCP, and without it
+    # every answer waits ~40 ms for the client's delayed ACK (Nagle)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)

@@ -442,6 +442,12 @@ async function loadRuns() {
   for (const r of listing.runs) body.append(runRow(r));
   if (!listing.runs.length) body.append(tr([listing.hint || "No runs yet: train one with `mnistcnn train`."]));
   if (!state.chartRun && listing.runs.length) chooseRun((listing.runs.find((r) => r.name === listing.default) || listing.runs.at(-1)).name);
+  const settled = listing.runs.find((r) => r.name === state.stopping && !ACTIVE.includes(r.state));
+  if (settled) {
+    state.stopping = null;
+    notice(settled.resumable ? `${settled.name} stopped at epoch ${settled.epochs_done}/${settled.epochs}, saved in last.pt: Resume continues from there.`
+      : `${settled.name} ${settled.state}${settled.message ? `: ${settled.message}` : "."}`, settled.state === "failed");
+  }
   // a run started from the page changes state (training → stopping → stopped, finished, failed): watched
   if (listing.runs.some((r) => ACTIVE.includes(r.state)) && visible("runs")) state.listPoll = setTimeout(loadRuns, 1500);
 }
@@ -469,6 +475,7 @@ async function runAction(name, action) {
   try {
     await postJSON(`/api/runs/${encodeURIComponent(name)}/${action}`, {});
     notice(action === "stop" ? `Stopping ${name}: it saves last.pt first.` : `Resumed ${name}.`);
+    if (action === "stop") state.stopping = name;
     if (action === "resume") { state.freshRun = name; chooseRun(name); }
   } catch (err) {
     notice(err.message, true);
@@ -550,7 +557,7 @@ function panel(g, box, xs, lines, fg, name, xName, test) {
     return;
   }
   let lo = Math.min(...all), hi = Math.max(...all);
-  if (hi - lo < 1e-9) { lo -= 0.5; hi += 0.5; }
+  if (hi - lo < 1e-9) { const pad = Math.max(Math.abs(lo) * 0.05, 1e-3); lo -= pad; hi += pad; } // one value: an accuracy stays near itself
   const x0 = xName === "epoch" ? 0 : Math.min(...xs), x1 = Math.max(...xs, x0 + 1); // epoch 0: before training
   // the data inside the frame, clear of its edges (whole dots) and below a band for the legend
   const left = box.x + 6, right = box.x + box.w - 6, top = box.y + 28, bottom = box.y + box.h - 6;
