@@ -151,7 +151,12 @@ def test_predict_replays_each_epoch_and_places_the_digit_on_the_map(client):
 
 def test_map_and_mistakes_agree_with_the_confusion_matrix(client):
     evaluation = client.get("/api/model/evaluation?run=mynet").json()
-    m = client.get("/api/map?run=mynet").json()
+    answer = client.get("/api/map?run=mynet")
+    assert answer.headers["content-type"] == "application/json"
+    m = answer.json()
+    assert client.get("/api/map?run=mynet").content == answer.content  # encoded once, the same bytes
+    wrong = client.get("/api/map?run=gan")
+    assert wrong.status_code == 400 and "MyNet" in wrong.json()["error"]
     assert m["n"] == evaluation["n"] == len(m["x"]) == len(m["label"])
     confusion = np.zeros((10, 10), int)
     np.add.at(confusion, (m["label"], m["pred"]), 1)

@@ -1,7 +1,7 @@
 """The test set as MyNet sees it, for the page's Map and Mistakes views: every test image's features projected
 to 2-d, the images of one confusion-matrix cell, one image in detail with its nearest training images.
 
-Usage: `map_view(loaded)`, `place(loaded, digit)`, `mistakes(loaded, true=4, pred=9)`,
+Usage: `map_view(loaded)` (`map_json`: the same, encoded once), `place(loaded, digit)`, `mistakes(loaded, true=4, pred=9)`,
 `detail(loaded, index, features=True, neighbours=8)`, `pick(models, digit=7, n=10, seed=0)`.
 Predictions come from the Model tab's own evaluation pass (`Loaded.test_pass`), so a cell's images are exactly
 the confusion matrix's count. The features are the 2,304 values MyNet's linear layer reads (after both conv
@@ -64,6 +64,14 @@ def map_view(loaded) -> dict:
         "pred": seen["pred"].tolist(),
         "accuracy": float((seen["pred"] == seen["labels"]).mean()),
     }
+
+
+def map_json(loaded) -> bytes:
+    """`map_view` encoded once per checkpoint: FastAPI's encoder took ~50 ms a request over its 40,000 numbers."""
+    import json
+
+    pca(loaded)  # the kind's 400 before anything is kept
+    return loaded.memo("map-json", lambda: json.dumps(map_view(loaded), separators=(",", ":")).encode())
 
 
 def place(loaded, digit: np.ndarray) -> list[float]:

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import anyio
-from fastapi import Body, FastAPI, Query, Request
+from fastapi import Body, FastAPI, Query, Request, Response
 
 from mnistcnn.errors import MnistcnnError
 from mnistcnn.serve import generating, testviews
@@ -143,10 +143,12 @@ def _testset(app: FastAPI, ctx: Context) -> None:
         """A test image with MyNet's reading (the Model tab's pass), feature maps, nearest training images."""
         return await off_loop(lambda: testviews.detail(loaded(run), index, features, neighbours))
 
-    @app.get("/api/map")
-    async def test_map(run: str | None = Run) -> dict:
-        """Every test image's MyNet features on their first two principal axes, with label and prediction."""
-        return await in_daemon_thread(lambda: testviews.map_view(loaded(run)))
+    @app.get("/api/map", response_class=Response, responses={200: {"content": {"application/json": {}}}})
+    async def test_map(run: str | None = Run) -> Response:
+        """Every test image's MyNet features on their first two principal axes, with label and prediction:
+        {"method": "pca", "explained", "n", "x", "y", "label", "pred", "accuracy"}."""
+        body = await in_daemon_thread(lambda: testviews.map_json(loaded(run)))
+        return Response(body, media_type="application/json")
 
     @app.get("/api/mistakes")
     async def mistakes(
