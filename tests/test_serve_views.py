@@ -179,3 +179,17 @@ def test_test_image_pickers(client):
     r = client.get("/api/test", params={"digit": 7, "n": 3, "seed": 5}).json()
     assert len(r["images"]) == 3 and all(i["label"] == 7 for i in r["images"])
     assert client.get("/api/test", params={"n": 0}).status_code == 400
+
+
+def test_a_folder_of_generative_runs_only_says_so_and_still_generates(runs, tmp_path, mnist_root):
+    import shutil
+
+    from mnistcnn.serve.app import create_app
+
+    only = tmp_path / "runs"
+    shutil.copytree(runs / "cvae", only / "cvae")
+    client = TestClient(create_app(only, "cpu", mnist_root), raise_server_exceptions=False)
+    r = client.get("/api/model")
+    assert r.status_code == 404
+    assert "no MyNet checkpoint" in r.json()["error"] and "cvae" in r.json()["error"]
+    assert client.get("/api/generate", params={"run": "cvae", "digit": 2, "n": 2}).status_code == 200

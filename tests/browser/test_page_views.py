@@ -154,6 +154,21 @@ def test_a_gan_samples_morphs_and_shows_its_epochs(page, tmp_path):
     shot(page, tmp_path, "generate-gan")
 
 
+def test_a_generative_run_charts_its_epoch_loss_and_test_loss(page, tmp_path):
+    from playwright.sync_api import expect
+
+    page.get_by_test_id("tab-runs").click()
+    row = page.get_by_test_id("runs").get_by_role("row", name="cvae-1")
+    expect(row.locator("td").nth(3)).to_contain_text("loss ")  # no accuracy: its test loss
+    row.get_by_role("button", name="Show the curves of run cvae-1").click()
+    expect(page.get_by_test_id("chart-caption")).to_contain_text("1 epoch(s); test loss ")
+    shot(page, tmp_path, "runs-cvae")
+    gan = page.get_by_test_id("runs").get_by_role("row", name="gan-2")
+    expect(gan.locator("td").nth(3)).to_have_text("–")  # its held-out loss is the discriminator's: no score
+    gan.get_by_role("button", name="Show the curves of run gan-2").click()
+    expect(page.get_by_test_id("chart-caption")).to_contain_text("2 epoch(s); test D loss ")
+
+
 @pytest.mark.parametrize("page", [PHONE], indirect=True, ids=["phone"])
 def test_a_phone_shows_generate_and_map_whole(page, tmp_path):
     from playwright.sync_api import expect

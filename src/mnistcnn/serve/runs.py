@@ -87,6 +87,12 @@ class Source:
         found = [(p, c) for p in self.runs().values() if _is_mynet(p) and (c := _checkpoint_or_none(p))]
         if not found:
             where = f"{self.root}/" if self.root else "the given folder"
+            others = sorted(n for n, p in self.runs().items() if not _is_mynet(p))
+            if others:  # generative runs only: their tabs work, the digit-reading ones need a classifier
+                raise NotFound(
+                    f"no MyNet checkpoint in {where} yet (its runs are generative: {', '.join(others[:5])}; the "
+                    "Generate tab shows them); train a classifier with `mnistcnn train` to read digits"
+                )
             raise NotFound(
                 f"no checkpoint in {where} yet; train one with `mnistcnn train` (or pass `mnistcnn serve "
                 "RUN_DIR`), then reload this page"
@@ -138,6 +144,7 @@ def describe(name: str, run: Path) -> dict:
         "train_acc": epoch.get("train_acc"),
         "val_acc": epoch.get("val_acc"),
         "test_acc": test.get("test_acc") if test else None,
+        "test_loss": test.get("test_loss") if test else None,  # a generative run's score: lower is better
         "checkpoint": _checkpoint_or_none(run) is not None,
         "last": _checkpoint_or_none(run) is not None and (run / "last.pt").is_file(),  # what --resume reads
         "finished": test is not None,

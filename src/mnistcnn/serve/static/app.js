@@ -458,6 +458,7 @@ function runRow(r) {
   const kind = isMynet(r) ? null : r.model;
   const recipe = [kind, from !== kind && from, c.optimizer, c.lr && `lr ${c.lr}`, c.batch_size && `batch ${c.batch_size}`, c.activation].filter(Boolean).join(", ");
   const acc = r.test_acc != null ? `${(100 * r.test_acc).toFixed(2)} %`
+    : r.test_loss != null && r.model !== "gan" && r.state !== "training" ? `loss ${r.test_loss.toPrecision(4)}` // a GAN's is D's
     : r.state && r.state !== "finished" ? r.state : r.training ? "training…" : "–";
   const row = tr([r.name, recipe, `${r.epochs_done}/${r.epochs ?? "?"}`, acc, ""], "td", (k) => k === 2 || k === 3);
   row.dataset.state = r.state || "";
@@ -498,7 +499,7 @@ function chooseRun(name) {
       for (const r of m.records) {
         if (r.type === "batch") series.batches.push(r);
         else if (r.type === "epoch") series.epochs.push(r);
-        else if (r.type === "test" && r.test_acc != null) series.tests.push(r); // a generative run tests no accuracy
+        else if (r.type === "test") series.tests.push(r); // a generative run tests a loss, no accuracy
       }
       series.offset = m.offset;
       if (m.records.length || m.reset || !series.drawn) drawChart(series);
@@ -528,15 +529,21 @@ function drawChart(s) {
     { ys: losses, color: "rgba(43,108,176,.3)", width: 1, label: "batch loss" },
     { ys: movingAverage(losses, Math.max(1, Math.min(500, Math.floor(losses.length / 50)))), color: "#2b6cb0", width: 2, label: "moving average" },
   ], fg, "loss", "step");
-  const ep = s.epochs.map((r) => r.epoch);
-  const accs = [{ ys: s.epochs.map((r) => r.train_acc), color: "#1f7a3a", width: 2, label: "train accuracy", dots: true }];
-  if (s.epochs.some((r) => r.val_acc != null)) accs.push({ ys: s.epochs.map((r) => r.val_acc), color: "#b7791f", width: 2, label: "validation accuracy", dots: true });
-  panel(g, { x: 64, y: split, w: w - 78, h: h - split - 30 }, ep, accs, fg, "accuracy", "epoch", s.tests.at(-1));
+  const ep = s.epochs.map((r) => r.epoch), test = s.tests.at(-1);
+  // a classifier's epochs: accuracy; a generative run's (ae, vae, cvae, gan): its epoch loss, lower is better
+  const what = s.epochs.some((r) => r.train_acc != null) || test?.test_acc != null ? "acc" : "loss";
+  const name = what === "acc" ? "accuracy" : "epoch loss";
+  const lines = [{ ys: s.epochs.map((r) => r[`train_${what}`]), color: "#1f7a3a", width: 2, label: `train ${name}`, dots: true }];
+  if (s.epochs.some((r) => r[`val_${what}`] != null)) lines.push({ ys: s.epochs.map((r) => r[`val_${what}`]), color: "#b7791f", width: 2, label: `validation ${name}`, dots: true });
+  const value = test?.[`test_${what}`];
+  const shown = value == null ? null : what === "acc" ? `${(100 * value).toFixed(2)} %` : value.toPrecision(4);
+  const who = test?.test_d_real != null ? "D " : ""; // a GAN: its epoch and test losses are the discriminator's
+  const mark = shown && { value, label: `test ${who}${shown}` };
+  panel(g, { x: 64, y: split, w: w - 78, h: h - split - 30 }, ep, lines, fg, what === "acc" ? "accuracy" : "loss", "epoch", mark);
   canvas.dataset.points = String(s.batches.length);
   canvas.dataset.epochs = String(s.epochs.length);
-  const test = s.tests.at(-1);
   $("chart-caption").textContent = `${s.batches.length.toLocaleString("en")} batch losses, ${s.epochs.length} epoch(s)` +
-    (test ? `; test accuracy ${(100 * test.test_acc).toFixed(2)} %` : "; still training or stopped early");
+    (shown ? `; test ${what === "acc" ? "accuracy" : `${who}loss`} ${shown}` : test ? "; tested" : "; still training or stopped early");
 }
 
 function movingAverage(v, n) {
@@ -551,7 +558,7 @@ function panel(g, box, xs, lines, fg, name, xName, test) {
   g.font = "12px system-ui, sans-serif";
   g.lineWidth = 1;
   g.strokeRect(box.x, box.y, box.w, box.h);
-  const all = lines.flatMap((l) => l.ys).filter((v) => v != null).concat(test ? [test.test_acc] : []);
+  const all = lines.flatMap((l) => l.ys).filter((v) => v != null).concat(test ? [test.value] : []);
   if (!xs.length || !all.length) {
     g.fillText(`no ${name} yet`, box.x + 10, box.y + 20);
     return;
@@ -564,8 +571,10 @@ function panel(g, box, xs, lines, fg, name, xName, test) {
   const X = (x) => left + ((x - x0) / (x1 - x0)) * (right - left);
   const Y = (y) => bottom - ((y - lo) / (hi - lo)) * (bottom - top);
   g.textAlign = "right";
-  g.fillText(hi.toPrecision(3), box.x - 6, top + 4);
-  g.fillText(lo.toPrecision(3), box.x - 6, bottom + 4);
+  let digits = 3; // enough that the two ends read differently (201.8 and 202.3, not 202 and 202)
+  while (digits < 7 && hi.toPrecision(digits) === lo.toPrecision(digits)) digits++;
+  g.fillText(hi.toPrecision(digits), box.x - 6, top + 4);
+  g.fillText(lo.toPrecision(digits), box.x - 6, bottom + 4);
   g.fillText(name, box.x - 6, box.y + box.h / 2);
   g.fillText(String(x1), box.x + box.w, box.y + box.h + 14);
   g.textAlign = "center";
@@ -592,9 +601,9 @@ function panel(g, box, xs, lines, fg, name, xName, test) {
   if (test) {
     g.fillStyle = "#b42318";
     g.beginPath();
-    g.arc(X(x1), Y(test.test_acc), 5, 0, 7);
+    g.arc(X(x1), Y(test.value), 5, 0, 7);
     g.fill();
-    legend("#b42318", `test ${(100 * test.test_acc).toFixed(2)} %`);
+    legend("#b42318", test.label);
   }
 }
 
