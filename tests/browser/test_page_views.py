@@ -356,6 +356,7 @@ def start_from_the_form(page, epochs: int, batch: int) -> str:
     ) as answer:
         page.get_by_test_id("train-start").click()
     assert answer.value.status == 201, answer.value.text()
+    assert answer.value.request.post_data_json["epochs"] == epochs  # not the recipe's, filled in after typing
     return answer.value.json()["run"]
 
 
