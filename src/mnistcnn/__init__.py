@@ -1,3 +1,3 @@
 """mnistcnn: train, evaluate and explain the lecture's MyNet on MNIST."""
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
