@@ -929,10 +929,12 @@ const arithmetic = latestOnly(async () => {
 
 // ---- Map: every test image placed by MyNet's features; hover for the digit; your digit as a star ----
 const M = { run: null, data: null, sx: null, sy: null, star: null, hover: -1, cache: new Map(), loading: null };
-const mapReady = () => !!M.data && M.run === mynetRun();
+// "" is the server's default run, which is the listing's default once it has arrived (it may come after the map)
+const sameRun = (a, b) => (a || state.listing?.default || "") === (b || state.listing?.default || "");
+const mapReady = () => !!M.data && sameRun(M.run, mynetRun());
 async function loadMap() {
   const run = mynetRun();
-  if (M.run === run && (M.data || M.loading)) return drawMap();
+  if (sameRun(M.run, run) && (M.data || M.loading)) return drawMap();
   M.run = run;
   M.data = M.star = null;
   $("map").dataset.pad = "";
