@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from mnistcnn import engine
+
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--data-dir", type=Path, required=True, help="MNIST (the IDX files' folder, as --data-dir).")
 ap.add_argument("--runs", type=Path, default=Path("/tmp/bench-page"), help="Where the run is kept.")
@@ -74,9 +76,7 @@ with sync_playwright() as p:
     browser.close()
 serve.send_signal(signal.SIGTERM)
 serve.wait(30)
-with open("/proc/cpuinfo") as info:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), "")
-print(f"{cpu or platform.machine()}, {os.cpu_count()} cores, Chromium via Playwright")
+print(f"{engine.cpu_name()} ({' '.join(engine.simd_flags())}), {os.cpu_count()} cores, Python {platform.python_version()}")
 print(f"first load: {first_load / 1024:.0f} KB ({len(first)} responses)")
 print(
     f"latent drag: median {statistics.median(rates):.1f} decoded frames/s over {args.drags} drags of "

@@ -84,10 +84,11 @@ class Source:
             return run, path
         if self.fixed is not None:
             return shown(self.fixed.name), self.fixed
-        found = [(p, c) for p in self.runs().values() if _is_mynet(p) and (c := _checkpoint_or_none(p))]
+        listing = self.runs()
+        found = [(p, c) for p in listing.values() if _is_mynet(p) and (c := _checkpoint_or_none(p))]
         if not found:
             where = f"{self.root}/" if self.root else "the given folder"
-            others = sorted(n for n, p in self.runs().items() if not _is_mynet(p))
+            others = sorted(n for n, p in listing.items() if not _is_mynet(p))
             if others:  # generative runs only: their tabs work, the digit-reading ones need a classifier
                 raise NotFound(
                     f"no MyNet checkpoint in {where} yet (its runs are generative: {', '.join(others[:5])}; the "

@@ -70,7 +70,6 @@ def map_json(loaded) -> bytes:
     """`map_view` encoded once per checkpoint: FastAPI's encoder took ~50 ms a request over its 40,000 numbers."""
     import json
 
-    pca(loaded)  # the kind's 400 before anything is kept
     return loaded.memo("map-json", lambda: json.dumps(map_view(loaded), separators=(",", ":")).encode())
 
 
