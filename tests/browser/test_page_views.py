@@ -369,6 +369,7 @@ def test_a_run_started_from_the_form_trains_and_finishes_in_runs(page, server, t
     expect(row).to_contain_text("%", timeout=120_000)  # its test accuracy
     # and its process has exited: the next test's Start is not refused as "one run at a time"
     expect(row).to_have_attribute("data-state", "finished", timeout=60_000)
+    expect(page.locator("#notice")).to_contain_text(f"{name} finished: test accuracy")
     expect(page.get_by_test_id("chart")).to_have_attribute("data-epochs", "1")
     expect(page.locator("#chart-title")).to_contain_text(name)
     shot(page, tmp_path, "train-done")

@@ -442,10 +442,11 @@ async function loadRuns() {
   for (const r of listing.runs) body.append(runRow(r));
   if (!listing.runs.length) body.append(tr([listing.hint || "No runs yet: train one with `mnistcnn train`."]));
   if (!state.chartRun && listing.runs.length) chooseRun((listing.runs.find((r) => r.name === listing.default) || listing.runs.at(-1)).name);
-  const settled = listing.runs.find((r) => r.name === state.stopping && !ACTIVE.includes(r.state));
+  // the run this page started, stopped or resumed: one line when it settles
+  const settled = listing.runs.find((r) => r.name === state.watch && r.state && !ACTIVE.includes(r.state));
   if (settled) {
-    state.stopping = null;
-    notice(settled.resumable ? `${settled.name} stopped at epoch ${settled.epochs_done}/${settled.epochs}, saved in last.pt: Resume continues from there.`
+    state.watch = null;
+    notice(settled.state === "stopped" && settled.resumable ? `${settled.name} stopped at epoch ${settled.epochs_done}/${settled.epochs}, saved in last.pt: Resume continues from there.`
       : `${settled.name} ${settled.state}${settled.message ? `: ${settled.message}` : "."}`, settled.state === "failed");
   }
   // a run started from the page changes state (training → stopping → stopped, finished, failed): watched
@@ -476,7 +477,7 @@ async function runAction(name, action) {
   try {
     await postJSON(`/api/runs/${encodeURIComponent(name)}/${action}`, {});
     notice(action === "stop" ? `Stopping ${name}: it saves last.pt first.` : `Resumed ${name}.`);
-    if (action === "stop") state.stopping = name;
+    state.watch = name;
     if (action === "resume") { state.freshRun = name; chooseRun(name); }
   } catch (err) {
     notice(err.message, true);
@@ -1228,7 +1229,7 @@ $("train-form").addEventListener("submit", async (e) => {
   try {
     const a = await postJSON("/api/train", body);
     markInvalid(null);
-    state.freshRun = a.run;
+    state.freshRun = state.watch = a.run;
     showTab("runs");
     chooseRun(a.run);
     notice(`Started ${a.run}.`);
